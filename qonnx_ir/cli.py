@@ -1,0 +1,52 @@
+"""The `qonnx` command.
+
+Verbs are not imported here: every package registers its own in the
+`qonnx.commands` entry-point group (pyproject.toml). An entry point is a function
+`register(subparsers)` that adds one sub-parser and sets `func=handler` on it; the
+handler takes the parsed arguments and returns an exit code (or None for 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+from .errors import CheckFailed, QonnxError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qonnx",
+        description="PyTorch/Brevitas -> QONNX -> exact fixed-point hardware dialect -> HLS.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    for entry in sorted(entry_points(group="qonnx.commands"), key=lambda e: e.name):
+        entry.load()(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        code = args.func(args)
+    except QonnxError as error:
+        if args.debug:
+            raise
+        print(f"qonnx {args.verb}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CheckFailed as failure:
+        print(f"qonnx {args.verb}: check failed: {failure}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK if code is None else int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""What a model costs: per-layer MACs, BOPs and weight bits (`qonnx info`).
+
+BOPs follow qonnx's `qonnx-inference-cost` (qonnx.util.inference_cost): for every layer
+with weights, MACs x bits(weight) x bits(activation input). Biases, BatchNorm, activations
+and quantizers cost nothing; an unquantized float tensor counts as 32 bits. MACs are dense
+(qonnx's `discount_sparsity=False`): every weight is counted, zero or not.
+
+Two kinds of graph are understood:
+
+- a hardware-dialect graph (`qonnx_ir.hw`): one row per node, types from its attributes,
+  batch-free shapes (a Dense weight is (in, out), so MACs = in * out);
+- a raw QONNX graph: one row per MatMul / Gemm / Conv. A copy is cleaned up
+  (qonnx.util.cleanup.cleanup_model), prepared exactly as `qonnx-inference-cost` prepares
+  it (shape and datatype inference, weight quantizers folded into typed initializers) and
+  the numbers come from qonnx's own inference-cost analysis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from qonnx.analysis.inference_cost import inference_cost as qonnx_inference_cost
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.fold_constants import FoldConstants
+from qonnx.transformation.general import GiveUniqueParameterTensors, RemoveStaticGraphInputs, RemoveUnusedTensors
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.cleanup import cleanup_model
+
+from . import hw
+from .errors import QonnxError
+from .model import load
+from .types import FixedType
+
+FLOAT_BITS = 32  # what qonnx counts for a FLOAT32 tensor
+NO_TYPE = "-"
+
+
+@dataclass
+class LayerCost:
+    name: str
+    op: str
+    in_shape: tuple[int, ...]  # without the batch dimension
+    out_shape: tuple[int, ...]
+    in_type: str
+    weight_type: str
+    accum_type: str
+    out_type: str
+    macs: int
+    weight_bits_each: int  # 0 when the layer has no weights
+    act_bits: int
+    n_weights: int
+
+    @property
+    def bops(self) -> int:
+        return self.macs * self.weight_bits_each * self.act_bits
+
+    @property
+    def weight_memory_bits(self) -> int:
+        return self.n_weights * self.weight_bits_each
+
+
+def layer_costs(model: ModelWrapper) -> list[LayerCost]:
+    """One LayerCost per hardware layer, in graph order. Never changes `model`."""
+    if any(hw.is_hw(node) for node in model.graph.node):
+        return _hw_costs(model)
+    return _qonnx_costs(model)
+
+
+# -- hardware dialect --------------------------------------------------------------
+
+
+def _type(node, name: str) -> FixedType:
+    if hw.attribute(node, name) is None:
+        raise QonnxError(
+            f"{node.op_type} has no '{name}' attribute: the graph is not a valid hardware-dialect graph", node=node.name
+        )
+    return hw.type_attr(node, name)
+
+
+def _hw_costs(model: ModelWrapper) -> list[LayerCost]:
+    features: dict[str, int] = {}  # tensor -> batch-free feature count (the dialect works on (N, F))
+    rows = []
+    for node in model.graph.node:
+        if not hw.is_hw(node) or node.op_type not in hw.OPS:
+            raise QonnxError(
+                f"{node.op_type} ({node.domain or 'ai.onnx'}) in a hardware-dialect graph: "
+                "lower the whole graph first (qonnx transform)",
+                node=node.name,
+            )
+        out_type = _type(node, "out_type")
+        if node.op_type == "InputQuant":
+            in_shape = tuple(int(d) for d in hw.attribute(node, "in_shape", []))
+            out_shape = (math.prod(in_shape),)
+            row = LayerCost(node.name, node.op_type, in_shape, out_shape, "float32", NO_TYPE, NO_TYPE, str(out_type),
+                            0, 0, FLOAT_BITS, 0)
+        elif node.op_type == "Dense":
+            weight = model.get_initializer(node.input[1])
+            if weight is None or weight.ndim != 2:
+                raise QonnxError("Dense weight must be a 2-D initializer (in, out)", node=node.name)
+            n_in, n_out = (int(d) for d in weight.shape)
+            in_type, weight_type = _type(node, "in_type"), _type(node, "weight_type")
+            row = LayerCost(node.name, node.op_type, (n_in,), (n_out,), str(in_type), str(weight_type),
+                            str(_type(node, "accum_type")), str(out_type),
+                            n_in * n_out, weight_type.width, in_type.width, int(weight.size))
+        else:  # Requant, Softmax: elementwise over the features
+            in_type = _type(node, "in_type")
+            shape = (_features(model, features, node.input[0]),)
+            row = LayerCost(node.name, node.op_type, shape, shape, str(in_type), NO_TYPE, NO_TYPE, str(out_type),
+                            0, 0, in_type.width, 0)
+        features[node.output[0]] = math.prod(row.out_shape)
+        rows.append(row)
+    return rows
+
+
+def _features(model: ModelWrapper, features: dict[str, int], tensor: str) -> int:
+    if tensor in features:
+        return features[tensor]
+    shape = model.get_tensor_shape(tensor)
+    if not shape:
+        raise QonnxError(f"tensor '{tensor}' has no known shape")
+    return math.prod(shape[1:])
+
+
+# -- raw QONNX ---------------------------------------------------------------------
+
+_LAYER_OPS = ("MatMul", "Gemm", "Conv")
+# ops between a layer and the quantizer that ends it (bias, BatchNorm, activation, reshapes)
+_PASS_THROUGH = {"Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization", "Identity", "Reshape", "Flatten",
+                 "Transpose", "Clip", "Squeeze", "Unsqueeze"}
+_QUANTIZERS = {"Quant", "BipolarQuant", "MultiThreshold", "Trunc"}
+
+
+def _prepare(model: ModelWrapper) -> ModelWrapper:
+    """A cleaned copy, prepared the way qonnx.util.inference_cost.inference_cost prepares it."""
+    copy = cleanup_model(load(model))  # load() copies: cleanup rewrites op domains in place
+    for transformation in (
+        InferShapes(),
+        GiveUniqueParameterTensors(),
+        InferDataTypes(allow_scaledint_dtypes=True),
+        FoldConstants(exclude_op_types=[]),  # weight quantizers -> typed integer-valued initializers
+        RemoveUnusedTensors(),
+        RemoveStaticGraphInputs(),
+        InferDataTypes(allow_scaledint_dtypes=True),
+    ):
+        copy = copy.transform(transformation)
+    return copy
+
+
+def _check_shapes(model: ModelWrapper, node) -> None:
+    for tensor in (node.input[0], node.input[1], node.output[0]):
+        shape = model.get_tensor_shape(tensor)
+        if not shape or any(d <= 0 for d in shape):
+            raise QonnxError(
+                f"tensor '{tensor}' has an unknown or dynamic shape {shape}: give the model input a fixed shape",
+                node=node.name,
+            )
+
+
+def _layer_output_type(model: ModelWrapper, node) -> str:
+    """The datatype of the quantizer that ends this layer, else of the last tensor reached."""
+    tensor = node.output[0]
+    while True:
+        consumers = model.find_consumers(tensor) or []
+        if len(consumers) != 1:
+            break
+        (consumer,) = consumers
+        if consumer.op_type in _QUANTIZERS:
+            return model.get_tensor_datatype(consumer.output[0]).name
+        if consumer.op_type not in _PASS_THROUGH:
+            break
+        tensor = consumer.output[0]
+    return model.get_tensor_datatype(tensor).name
+
+
+def _qonnx_costs(model: ModelWrapper) -> list[LayerCost]:
+    prepared = _prepare(model)
+    layers = [node for node in prepared.graph.node if node.op_type in _LAYER_OPS]
+    for node in layers:
+        _check_shapes(prepared, node)
+    per_node = prepared.analysis(lambda m: qonnx_inference_cost(m, discount_sparsity=False, cost_breakdown=True))
+    per_node = per_node["node_cost"]
+    rows = []
+    for node in layers:
+        cost = per_node[node.name]
+        in_dtype = prepared.get_tensor_datatype(node.input[0])
+        weight_dtype = prepared.get_tensor_datatype(node.input[1])
+        macs = sum(v for k, v in cost.items() if k.startswith("op_mac_"))
+        n_weights = sum(v for k, v in cost.items() if k.startswith("mem_w_"))
+        in_shape = prepared.get_tensor_shape(node.input[0])
+        out_shape = prepared.get_tensor_shape(node.output[0])
+        rows.append(LayerCost(
+            node.name, node.op_type, tuple(in_shape[1:]), tuple(out_shape[1:]),
+            in_dtype.name, weight_dtype.name, prepared.get_tensor_datatype(node.output[0]).name,
+            _layer_output_type(prepared, node),
+            int(round(macs)), weight_dtype.bitwidth(), in_dtype.bitwidth(), int(round(n_weights)),
+        ))
+    return rows
+
+
+# -- presentation ------------------------------------------------------------------
+
+
+def totals(rows: list[LayerCost]) -> dict[str, int]:
+    return {
+        "macs": sum(r.macs for r in rows),
+        "bops": sum(r.bops for r in rows),
+        "weights": sum(r.n_weights for r in rows),
+        "weight_bits": sum(r.weight_memory_bits for r in rows),
+    }
+
+
+def _short(type_name: str) -> str:
+    """fixed<6,2,RND_CONV,SAT> -> fixed<6,2> (the default modes; FixedType.parse reads both)."""
+    return type_name.replace(",RND_CONV,SAT>", ">")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def format_table(rows: list[LayerCost]) -> str:
+    header = ("layer", "op", "shape", "input", "weight", "accumulator", "output", "MACs", "BOPs", "weight bits")
+    body = [
+        (r.name, r.op, f"{_shape(r.in_shape)} -> {_shape(r.out_shape)}", _short(r.in_type), _short(r.weight_type),
+         _short(r.accum_type), _short(r.out_type), f"{r.macs:,}", f"{r.bops:,}", f"{r.weight_memory_bits:,}")
+        for r in rows
+    ]
+    total = totals(rows)
+    footer = ("total", "", "", "", "", "", "", f"{total['macs']:,}", f"{total['bops']:,}", f"{total['weight_bits']:,}")
+    widths = [max(len(line[i]) for line in [header, *body, footer]) for i in range(len(header))]
+    numeric = range(7, len(header))
+
+    def render(line) -> str:
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    lines = [render(header), rule, *(render(line) for line in body), rule, render(footer)]
+    if not rows:
+        lines.insert(2, "(no layers)")
+    return "\n".join(lines)
+
+
+def costs_as_json(rows: list[LayerCost]) -> dict:
+    layers = [{**asdict(r), "in_shape": list(r.in_shape), "out_shape": list(r.out_shape),
+               "bops": r.bops, "weight_memory_bits": r.weight_memory_bits} for r in rows]
+    return {"layers": layers, "totals": totals(rows)}
+
+
+# -- CLI ---------------------------------------------------------------------------
+
+INFO_EXAMPLE = """example:
+  qonnx info model.onnx            layer table of a QONNX or hardware-dialect model
+  qonnx info model.hw.onnx --json  the same rows and totals as JSON
+
+BOPs = MACs x weight bits x input activation bits (qonnx-inference-cost's definition;
+an unquantized float input counts 32 bits, biases are not counted)."""
+
+
+def add_info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = parser.description or "Per-layer shapes, types, MACs, BOPs and weight bits of a model."
+    parser.epilog = parser.epilog or INFO_EXAMPLE
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("model", metavar="MODEL", help="a QONNX (.onnx) or hardware-dialect (.hw.onnx) model")
+    parser.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
+
+
+def info_command(args: argparse.Namespace) -> int:
+    rows = layer_costs(load(args.model))
+    if args.json:
+        print(json.dumps({"model": str(args.model), **costs_as_json(rows)}, indent=2))
+    else:
+        print(format_table(rows))
+    return 0

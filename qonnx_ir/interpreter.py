@@ -1,0 +1,139 @@
+"""The bit-exact interpreter of the hardware dialect (the oracle the C++ must match).
+
+`execute(model, x)` runs a lowered graph on a batch: it converts the float input with
+InputQuant, then computes every layer on exact integers (see `qonnx_ir.hw` for the
+semantics of each op and `qonnx_ir.integers` for how exactness is kept fast), and
+returns the real values `code * lsb * gain` of the outputs in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from . import hw, integers
+from .errors import QonnxError
+from .types import FixedType, Rounding
+
+
+def _saturate(codes: np.ndarray, fixed: FixedType) -> np.ndarray:
+    return np.clip(codes, fixed.min_code, fixed.max_code)
+
+
+def _magnitude(fixed: FixedType) -> int:
+    return max(abs(fixed.min_code), abs(fixed.max_code))
+
+
+def _input_quant(node, inputs, model):
+    (x,) = inputs
+    out_type = hw.type_attr(node, "out_type")
+    gain = hw.float_list(node, "out_gain", (1.0,))
+    values = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    values = values * hw.float_list(node, "pre_scale", (1.0,))
+    values = values + hw.float_list(node, "pre_bias", (0.0,))
+    if out_type.bipolar:
+        return np.where(values / gain >= 0, 1.0, -1.0)
+    if np.all(gain == 1.0):
+        scaled = np.ldexp(values, out_type.frac_bits)  # exact: divide by a power of two
+    else:
+        scaled = values / (out_type.lsb * gain)  # what qonnx's Quant computes: x / scale
+    scaled = _saturate(scaled, out_type)  # qonnx clamps before rounding; same result
+    return np.round(scaled) if out_type.rounding is Rounding.CONV else np.floor(scaled)
+
+
+def _dense(node, inputs, model):
+    x, weight = inputs[0], inputs[1]
+    in_type = hw.type_attr(node, "in_type")
+    bias = inputs[2] if len(inputs) > 2 else np.zeros(weight.shape[1])
+    bound = int(np.max(np.abs(weight).sum(axis=0) * _magnitude(in_type) + np.abs(bias)))
+    acc = integers.matmul(x, weight, bound) + integers.as_repr(bias, integers.representation(bound))
+    accum_type = hw.type_attr(node, "accum_type")
+    if acc.size and (acc.min() < accum_type.min_code or acc.max() > accum_type.max_code):
+        raise QonnxError(f"accumulator overflows {accum_type}: the graph's types are inconsistent", node=node.name)
+    return acc
+
+
+def _requant(node, inputs, model):
+    x = inputs[0]
+    mode = hw.attribute(node, "mode")
+    in_type, out_type = hw.type_attr(node, "in_type"), hw.type_attr(node, "out_type")
+    if mode == "thresholds":
+        thresholds = inputs[1]
+        counts = (np.asarray(x)[:, :, None] >= thresholds[None, :, :]).sum(axis=2)
+        codes = 2 * counts - 1 if out_type.bipolar else out_type.min_code + counts
+    else:
+        shift = hw.int_list(node, "shift")
+        multiplier = hw.int_list(node, "multiplier") if mode == "multiply_shift" else np.ones(1, np.int64)
+        offset = hw.int_list(node, "offset") if mode == "multiply_shift" else np.zeros(1, np.int64)
+        bound = _magnitude(in_type) * int(np.max(np.abs(multiplier))) + int(np.max(np.abs(offset)))
+        bound <<= max(0, -int(shift.min()))
+        kind = integers.representation(bound)
+        numerator = integers.as_repr(x, kind) * integers.as_repr(multiplier, kind) + integers.as_repr(offset, kind)
+        if out_type.bipolar:
+            codes = np.where(numerator >= 0, 1, -1)
+        else:
+            rounded = integers.divide_rounded(numerator, shift, out_type.rounding is Rounding.CONV, bound)
+            codes = _saturate(rounded, out_type)
+    if hw.attribute(node, "relu", 0):
+        codes = np.maximum(codes, 0)
+    return np.asarray(codes).astype(np.float64) if out_type.width <= 52 else codes
+
+
+def _softmax(node, inputs, model):
+    x, table = inputs
+    x = np.asarray(x, dtype=np.int64)
+    table = np.asarray(table, dtype=np.int64)
+    out_type = hw.type_attr(node, "out_type")
+    distance = x.max(axis=1, keepdims=True) - x
+    shift = hw.attribute(node, "table_shift")
+    index = np.minimum(np.where(distance == 0, 0, ((distance - 1) >> shift) + 1), len(table) - 1)
+    exps = table[index]
+    total = exps.sum(axis=1, keepdims=True)
+    codes = integers.divide_rounded_by(exps << out_type.frac_bits, total)
+    return _saturate(codes, out_type).astype(np.float64)
+
+
+KERNELS: dict[str, Callable] = {
+    "InputQuant": _input_quant,
+    "Dense": _dense,
+    "Requant": _requant,
+    "Softmax": _softmax,
+}
+
+
+def real_values(node, codes: np.ndarray) -> np.ndarray:
+    """code * lsb * gain of a node's output, in float64."""
+    tensor = hw.out_tensor(node)
+    return np.asarray(codes, dtype=np.float64) * tensor.real_scale
+
+
+def execute(model: ModelWrapper, x: np.ndarray, *, codes: bool = False, return_all: bool = False):
+    """Run a hardware-dialect graph on a batch x of shape (N, ...).
+
+    Returns the real values of the (single) graph output, or its integer codes with
+    codes=True; return_all=True returns {tensor name: codes} for every tensor.
+    """
+    graph = model.graph
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    values: dict[str, np.ndarray] = {graph.input[0].name: x}
+    for initializer in graph.initializer:
+        values[initializer.name] = model.get_initializer(initializer.name)
+    producers = {}
+    for node in graph.node:
+        if not hw.is_hw(node) or node.op_type not in KERNELS:
+            raise QonnxError(
+                f"{node.op_type} is not a hardware-dialect op: lower the graph first (qonnx transform)", node=node.name
+            )
+        inputs = [values[name] for name in node.input if name]
+        values[node.output[0]] = KERNELS[node.op_type](node, inputs, model)
+        producers[node.output[0]] = node
+    if return_all:
+        return values
+    output = graph.output[0].name
+    if codes:
+        return values[output]
+    return real_values(producers[output], values[output])

@@ -1,0 +1,6 @@
+"""Graph passes: QONNX cleanup and lowering to the exact fixed-point hardware dialect."""
+
+from .base import Context, LoweringOptions, Pass, Report
+from .pipelines import PASSES, PIPELINES, lower, run_passes
+
+__all__ = ["Context", "LoweringOptions", "PASSES", "PIPELINES", "Pass", "Report", "lower", "run_passes"]

@@ -1,0 +1,87 @@
+"""The `qonnx transform` verb: run a pipeline, a list of passes, or list them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from qonnx_ir.errors import QonnxError
+from qonnx_ir.model import load, save
+from qonnx_ir.types import FixedType
+
+from .base import Context, LoweringOptions
+from .pipelines import PASSES, PIPELINES, run_passes
+
+EXAMPLE = """examples:
+  qonnx transform model.onnx -o model.hw.onnx                       # the `lower` pipeline
+  qonnx transform model.onnx -o model.hw.onnx --input-type 'fixed<12,4>' --softmax drop
+  qonnx transform model.onnx -o clean.onnx --passes cleanup,gemm-to-matmul
+  qonnx transform --list
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("transform", help="clean and lower a QONNX graph to the hardware dialect",
+                                   epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", help="input .onnx")
+    parser.add_argument("-o", "--output", help="output .onnx")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--pipeline", default="lower", help=f"named pipeline ({', '.join(PIPELINES)}); default lower")
+    how.add_argument("--passes", help="comma-separated pass names, run in order to a fixed point")
+    parser.add_argument("--list", action="store_true", help="list passes and pipelines")
+    defaults = LoweringOptions()
+    parser.add_argument("--input-type", default=str(defaults.input_type),
+                        help="type of an input without quantizer (default %(default)s, like hls4ml's <16,6>)")
+    parser.add_argument("--softmax", choices=("table", "drop"), default=defaults.softmax,
+                        help="terminal softmax: table implementation or drop it (argmax unchanged)")
+    parser.add_argument("--softmax-table-size", type=int, default=defaults.softmax_table_size)
+    parser.add_argument("--softmax-exp-bits", type=int, default=defaults.softmax_exp_bits)
+    parser.add_argument("--softmax-out-type", default=str(defaults.softmax_out_type))
+    parser.add_argument("--multiplier-bits", type=int, default=defaults.multiplier_bits)
+    parser.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
+    parser.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
+    parser.add_argument("--reuse", type=int, default=defaults.reuse_factor, help="reuse factor written on every layer")
+    parser.set_defaults(func=transform_command)
+
+
+def options_from(args) -> LoweringOptions:
+    for name in ("softmax_table_size", "softmax_exp_bits", "multiplier_bits", "output_frac_bits", "reuse"):
+        if getattr(args, name) < 1:
+            raise QonnxError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.softmax_table_size < 4:
+        raise QonnxError("--softmax-table-size must be >= 4")
+    return LoweringOptions(
+        input_type=FixedType.parse(args.input_type), softmax=args.softmax,
+        softmax_table_size=args.softmax_table_size, softmax_exp_bits=args.softmax_exp_bits,
+        softmax_out_type=FixedType.parse(args.softmax_out_type), multiplier_bits=args.multiplier_bits,
+        threshold_max_bits=args.threshold_max_bits, output_frac_bits=args.output_frac_bits,
+        reuse_factor=args.reuse,
+    )
+
+
+def transform_command(args) -> None:
+    if args.list:
+        for name, step in PASSES.items():
+            print(f"{name:22s} {step.description}")
+        for name, groups in PIPELINES.items():
+            print(f"pipeline {name}: {' -> '.join('(' + ', '.join(g) + ')' for g in groups)}")
+        return
+    if not args.model or not args.output:
+        raise QonnxError("give a model and -o OUTPUT (or --list)")
+    if args.passes:
+        names = [n.strip() for n in args.passes.split(",") if n.strip()]
+        unknown = [n for n in names if n not in PASSES]
+        if unknown:
+            raise QonnxError(f"unknown pass {unknown[0]!r} (see --list)")
+        groups = [names]
+    else:
+        if args.pipeline not in PIPELINES:
+            raise QonnxError(f"unknown pipeline {args.pipeline!r} (known: {', '.join(PIPELINES)})")
+        groups = PIPELINES[args.pipeline]
+    context = Context(options_from(args))
+    model = load(args.model)
+    run_passes(model, groups, context, progress=lambda line: print(line, file=sys.stderr))
+    save(model, args.output)
+    if context.report.lines:
+        print(context.report)
+    print(f"wrote {args.output} ({len(model.graph.node)} nodes)")

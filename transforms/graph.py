@@ -1,0 +1,150 @@
+"""Small queries and edits on a ModelWrapper that the passes share."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.general.intquant import int_quant
+
+from qonnx_ir import hw
+from qonnx_ir.errors import QonnxError
+from qonnx_ir.types import check_bit_width
+
+QUANT_OPS = ("Quant", "BipolarQuant")
+
+
+def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
+    consumers = model.find_consumers(tensor)
+    if len(consumers) != 1 or tensor in [o.name for o in model.graph.output]:
+        return None
+    return consumers[0]
+
+
+def hw_producer(model: ModelWrapper, tensor: str) -> NodeProto | None:
+    producer = model.find_producer(tensor)
+    return producer if producer is not None and hw.is_hw(producer) else None
+
+
+def constant(model: ModelWrapper, tensor: str) -> np.ndarray | None:
+    value = model.get_initializer(tensor)
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def attribute(node: NodeProto, name: str, default=None):
+    for attr in node.attribute:
+        if attr.name == name:
+            value = helper.get_attribute_value(attr)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def quant_parameters(model: ModelWrapper, node: NodeProto) -> dict:
+    """A Quant/BipolarQuant node's parameters, checked: constants, zero point 0, sane bits."""
+    names = ("scale",) if node.op_type == "BipolarQuant" else ("scale", "zeropt", "bitwidth")
+    params = {}
+    for name, tensor in zip(names, node.input[1:]):
+        value = constant(model, tensor)
+        if value is None:
+            raise QonnxError(f"{node.op_type} parameter '{name}' is not a constant: fold it or export it as one", node=node.name)
+        params[name] = value
+    scale = params["scale"]
+    if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+        raise QonnxError(f"{node.op_type} scale must be positive and finite", node=node.name)
+    if node.op_type == "BipolarQuant":
+        return {"scale": scale, "bits": 1, "signed": True, "narrow": False, "rounding": "ROUND", "bipolar": True}
+    if np.any(params["zeropt"] != 0):
+        raise QonnxError("Quant zero point must be 0 (asymmetric quantization is not supported)", node=node.name)
+    bitwidth = params["bitwidth"]
+    if bitwidth.size != 1:
+        raise QonnxError("Quant bit width must be a single number", node=node.name)
+    bits = check_bit_width(float(bitwidth.ravel()[0]), node.name)
+    signed = bool(attribute(node, "signed", 1))
+    return {
+        "scale": scale, "bits": bits, "signed": signed, "narrow": bool(attribute(node, "narrow", 0)),
+        "rounding": str(attribute(node, "rounding_mode", "ROUND")).upper(), "bipolar": bits == 1 and signed,
+    }
+
+
+def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """(integer codes, scale broadcast to the codes' shape, parameters) of Quant(constant).
+
+    Follows a Transpose of the quantized constant. None if the tensor is not one.
+    Codes follow qonnx's Quant semantics evaluated in float64.
+    """
+    producer = model.find_producer(tensor)
+    perm = None
+    if producer is not None and producer.op_type == "Transpose":
+        perm = attribute(producer, "perm")
+        producer = model.find_producer(producer.input[0])
+    if producer is None or producer.op_type not in QUANT_OPS:
+        return None
+    values = constant(model, producer.input[0])
+    if values is None:
+        return None
+    params = quant_parameters(model, producer)
+    scale = params["scale"]
+    if params["bipolar"]:
+        codes = np.where(values >= 0, 1.0, -1.0)
+    else:
+        dequantized = int_quant(values, scale, 0.0, np.float64(params["bits"]), params["signed"], params["narrow"], params["rounding"])
+        codes = np.round(dequantized / scale)
+    scale = np.broadcast_to(scale, codes.shape)
+    if perm is not None:
+        codes, scale = np.transpose(codes, perm), np.transpose(scale, perm)
+    return codes.astype(np.int64), np.asarray(scale), params
+
+
+def rewire(model: ModelWrapper, old: str, new: str) -> None:
+    """Make every consumer of tensor `old` (and the graph outputs) read `new` instead."""
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            if name == old:
+                node.input[index] = new
+    for output in model.graph.output:
+        if output.name == old:
+            output.name = new
+
+
+def remove_nodes(model: ModelWrapper, nodes: list[NodeProto]) -> None:
+    for node in nodes:
+        model.graph.node.remove(node)
+
+
+def insert_after(model: ModelWrapper, anchor: NodeProto, new_nodes: list[NodeProto]) -> None:
+    position = list(model.graph.node).index(anchor) + 1
+    for offset, node in enumerate(new_nodes):
+        model.graph.node.insert(position + offset, node)
+
+
+def add_initializer(model: ModelWrapper, name: str, values: np.ndarray) -> str:
+    model.set_initializer(name, values)
+    return name
+
+
+def fresh_name(model: ModelWrapper, base: str) -> str:
+    taken = {t for n in model.graph.node for t in list(n.input) + list(n.output)}
+    taken |= {i.name for i in model.graph.initializer}
+    name, index = base, 0
+    while name in taken:
+        index += 1
+        name = f"{base}_{index}"
+    return name
+
+
+def remove_dead_nodes(model: ModelWrapper) -> None:
+    """Drop nodes whose outputs nobody reads (e.g. weight quantizers after folding) and unused initializers."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {name for node in model.graph.node for name in node.input} | outputs
+        dead = [node for node in model.graph.node if not any(o in used for o in node.output)]
+        if not dead:
+            break
+        remove_nodes(model, dead)
+    used = {name for node in model.graph.node for name in node.input} | outputs
+    for initializer in list(model.graph.initializer):
+        if initializer.name not in used:
+            model.graph.initializer.remove(initializer)
+    for value in list(model.graph.value_info):
+        if value.name not in used and not any(value.name in n.output for n in model.graph.node):
+            model.graph.value_info.remove(value)

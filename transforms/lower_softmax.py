@@ -1,0 +1,110 @@
+"""lower-softmax: a Softmax at the graph output -> the table-based hardware Softmax (or nothing).
+
+    have: logits:<type> -> Softmax(axis=-1) -> output
+    want: logits -> hw Softmax(exp_table) -> output        (options.softmax == "table")
+          logits -> output                                 (options.softmax == "drop")
+
+Dropping keeps the argmax (softmax is monotone), which is all a trigger decision needs.
+The table covers input distances d = max - x in steps of 2**table_shift codes; entry 0
+is exp(0) exactly so the largest logit always wins; entry i >= 1 holds exp(-midpoint of
+its step). `error_bound` gives the worst |hw - softmax| this can produce (see its proof).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from qonnx_ir import hw
+from qonnx_ir.errors import QonnxError
+
+from .base import Context, Pass
+from .graph import attribute, fresh_name, hw_producer, remove_nodes
+
+
+def exp_table(size: int, shift: int, step_real: float, exp_bits: int) -> np.ndarray:
+    """exp(-d * step_real) * 2**exp_bits for the codes d each entry stands for (midpoints)."""
+    width = 1 << shift
+    first = np.maximum((np.arange(size) - 1) * width + 1, 0)  # entry i covers d in [first, first + width - 1]
+    middle = np.where(np.arange(size) == 0, 0.0, first + (width - 1) / 2.0)
+    return np.round(np.ldexp(np.exp(-middle * step_real), exp_bits)).astype(np.int64)
+
+
+def table_index(distance: np.ndarray, shift: int, size: int) -> np.ndarray:
+    return np.minimum(np.where(distance == 0, 0, ((distance - 1) >> shift) + 1), size - 1)
+
+
+def error_bound(size: int, shift: int, step_real: float, exp_bits: int, out_frac_bits: int, classes: int) -> float:
+    """Worst |y_i - softmax_i| over all inputs.
+
+    With u_i = 2**P exp(-d_i) exact and table value e_i = u_i + a_i: |a_i| <= rho u_i + c,
+    rho = exp(half a step) - 1 (midpoint error), c = 1/2 (table rounding) + 2**P exp(-range)
+    (inputs past the table's range). Since the largest u is 2**P, sum u = U >= 2**P and
+    |e_i/E - u_i/U| <= (2 rho + c (1+n) / 2**P) / (1 - rho - n c / 2**P); the output adds
+    half an lsb of rounding.
+    """
+    half_step = ((1 << shift) - 1) / 2.0 * step_real
+    rho = math.expm1(half_step)
+    covered = ((size - 2) * (1 << shift) + 1) * step_real
+    c = 0.5 + math.ldexp(math.exp(-covered), exp_bits)
+    scale = math.ldexp(1.0, -exp_bits)
+    return (2 * rho + c * (1 + classes) * scale) / (1 - rho - classes * c * scale) + math.ldexp(0.5, -out_frac_bits)
+
+
+class LowerSoftmax(Pass):
+    name = "lower-softmax"
+    description = "terminal Softmax => table-based hw Softmax (or dropped with softmax='drop')"
+
+    def apply(self, model, context: Context) -> bool:
+        options = context.options
+        changed = False
+        outputs = [o.name for o in model.graph.output]
+        for node in list(model.get_nodes_by_op_type("Softmax")):
+            if hw.is_hw(node):
+                continue
+            producer = hw_producer(model, node.input[0])
+            if producer is None:
+                context.skip(node.name, "its input has no fixed-point type yet")
+                continue
+            if node.output[0] not in outputs:
+                raise QonnxError("Softmax is only supported at the graph output", node=node.name)
+            axis = attribute(node, "axis", -1)
+            if axis not in (-1, 1):
+                raise QonnxError(f"Softmax over axis {axis} is not supported (only the feature axis)", node=node.name)
+            if options.softmax == "drop":
+                self._drop(model, node, producer, context)
+            else:
+                self._table(model, node, producer, context)
+            changed = True
+        return changed
+
+    def _drop(self, model, node, producer, context):
+        producer.output[0] = node.output[0]
+        remove_nodes(model, [node])
+        context.report.add(node.name, "terminal Softmax dropped: outputs are logits (argmax unchanged)")
+
+    def _table(self, model, node, producer, context):
+        options = context.options
+        source = hw.out_tensor(producer)
+        if source.gain.size != 1:
+            raise QonnxError("Softmax input must have one scale per tensor", node=node.name)
+        step_real = source.type.lsb * float(source.gain[0])
+        size, exp_bits = options.softmax_table_size, options.softmax_exp_bits
+        needed = exp_bits * math.log(2) + 1  # past this distance the exp rounds to 0 anyway
+        shift = 0
+        while (size - 2) * (1 << shift) * step_real < needed:
+            shift += 1
+        table = exp_table(size, shift, step_real, exp_bits)
+        name = fresh_name(model, f"softmax_{node.name}")
+        table_name = fresh_name(model, f"{name}_exp_table")
+        model.set_initializer(table_name, table.astype(np.float64))
+        out_type = options.softmax_out_type
+        classes = int(model.get_initializer(producer.input[1]).shape[1]) if producer.op_type == "Dense" else 2
+        bound = error_bound(size, shift, step_real, exp_bits, out_type.frac_bits, classes)
+        new = hw.make_softmax(name, producer.output[0], node.output[0], in_type=source.type, out_type=out_type,
+                              table_size=size, table_shift=shift, exp_bits=exp_bits, exp_table=table_name)
+        position = list(model.graph.node).index(node)
+        remove_nodes(model, [node])
+        model.graph.node.insert(position, new)
+        context.report.add(name, f"table softmax ({size} entries, step {1 << shift} codes, exp {exp_bits} bits) -> {out_type}: |error| <= {bound:.3g}")
