@@ -25,8 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     for entry in sorted(entry_points(group="qonnx.commands"), key=lambda e: e.name):
-        entry.load()(subparsers)
+        try:
+            register = entry.load()
+        except ImportError as error:  # one broken package must not take every verb down
+            subparsers.add_parser(entry.name, help=f"(unavailable: {error})").set_defaults(
+                func=_unavailable(entry.name, error))
+            continue
+        register(subparsers)
     return parser
+
+
+def _unavailable(verb: str, error: ImportError):
+    def handler(args):
+        raise QonnxError(f"the '{verb}' verb cannot load: {error}")
+
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from .errors import QonnxError
 
 
 def register_export(subparsers) -> None:
-    from .export import add_export_arguments, export_command
+    from .brevitas_export import add_export_arguments, export_command
 
     parser = subparsers.add_parser("export", help="Brevitas model -> one self-checked QONNX file",
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +45,13 @@ def register_run(subparsers) -> None:
 
 def read_npy(path: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as stream:
+            if stream.read(6) != b"\x93NUMPY":
+                raise QonnxError(f"{path}: not a .npy file (save arrays with numpy.save)")
+        array = np.load(path, allow_pickle=False)
+        if not np.issubdtype(array.dtype, np.number):
+            raise QonnxError(f"{path}: holds {array.dtype} values, not numbers")
+        return array
     except FileNotFoundError:
         raise QonnxError(f"{path}: no such file") from None
     except (ValueError, OSError) as error:
@@ -72,6 +78,11 @@ def run_command(args) -> None:
 
     model = load(args.model)
     x = read_npy(args.input)
-    y = execute(model, x, codes=args.codes)
+    try:
+        y = execute(model, x, codes=args.codes)
+    except QonnxError as error:
+        if error.node is None:  # a problem with the inputs, not the model
+            raise QonnxError(f"{args.input}: {error}") from None
+        raise
     write_npy(args.output, y)
     print(f"ran {len(y)} samples: {args.output} {tuple(y.shape)}")

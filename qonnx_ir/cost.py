@@ -31,6 +31,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
 from . import hw
+from .quant import QUANT_OPS, check_quantizer
 from .errors import QonnxError
 from .model import load
 from .types import FixedType
@@ -67,6 +68,9 @@ def layer_costs(model: ModelWrapper) -> list[LayerCost]:
     """One LayerCost per hardware layer, in graph order. Never changes `model`."""
     if any(hw.is_hw(node) for node in model.graph.node):
         return _hw_costs(model)
+    for node in model.graph.node:  # qonnx's analysis asserts on bad quantizers; say it in one line
+        if node.op_type in QUANT_OPS:
+            check_quantizer(model, node)
     return _qonnx_costs(model)
 
 

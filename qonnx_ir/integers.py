@@ -28,8 +28,17 @@ def as_repr(values: np.ndarray, kind: type) -> np.ndarray:
     return values.astype(kind, copy=False)
 
 
+FLOAT32_EXACT = 2**24
+
+
 def matmul(x: np.ndarray, weight: np.ndarray, bound: int) -> np.ndarray:
-    """x @ weight exactly, given bound >= sum_i |x_i| |w_ij| for every output."""
+    """x @ weight exactly, given bound >= sum_i |x_i| |w_ij| for every output.
+
+    Every partial sum is an integer of magnitude <= bound, so float32 BLAS is exact
+    below 2**24 and float64 below 2**53, whatever order the BLAS adds in.
+    """
+    if bound < FLOAT32_EXACT:
+        return (x.astype(np.float32) @ weight.astype(np.float32)).astype(np.float64)
     kind = representation(bound)
     return as_repr(x, kind) @ as_repr(weight, kind)
 
@@ -43,7 +52,7 @@ def divide_rounded(numerator: np.ndarray, shift: np.ndarray, half_even: bool, bo
     shift = np.asarray(shift, dtype=np.int64)
     if bound < FLOAT_EXACT:
         scaled = np.asarray(numerator, dtype=np.float64) * np.ldexp(1.0, -shift)  # exact: power of two
-        return np.round(scaled) if half_even else np.floor(scaled)
+        return np.round(scaled, out=scaled) if half_even else np.floor(scaled, out=scaled)
     kind = representation(bound)
     numerator = as_repr(np.asarray(numerator), kind)
     if kind is object:

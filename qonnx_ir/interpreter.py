@@ -28,6 +28,11 @@ def _magnitude(fixed: FixedType) -> int:
 
 def _input_quant(node, inputs, model):
     (x,) = inputs
+    features = int(np.prod(hw.attribute(node, "in_shape", [])))
+    if not np.issubdtype(np.asarray(x).dtype, np.number):
+        raise QonnxError(f"inputs must be numbers, got {np.asarray(x).dtype}")
+    if np.asarray(x).size != len(x) * features:
+        raise QonnxError(f"inputs have {np.asarray(x).size // max(len(x), 1)} values per sample, the model expects {features} (shape {hw.attribute(node, 'in_shape')})")
     out_type = hw.type_attr(node, "out_type")
     gain = hw.float_list(node, "out_gain", (1.0,))
     values = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
@@ -45,40 +50,51 @@ def _input_quant(node, inputs, model):
 
 def _dense(node, inputs, model):
     x, weight = inputs[0], inputs[1]
-    in_type = hw.type_attr(node, "in_type")
+    in_type, accum_type = hw.type_attr(node, "in_type"), hw.type_attr(node, "accum_type")
     bias = inputs[2] if len(inputs) > 2 else np.zeros(weight.shape[1])
+    _check_accumulator(node, weight, bias, in_type, accum_type)
     bound = int(np.max(np.abs(weight).sum(axis=0) * _magnitude(in_type) + np.abs(bias)))
-    acc = integers.matmul(x, weight, bound) + integers.as_repr(bias, integers.representation(bound))
-    accum_type = hw.type_attr(node, "accum_type")
-    if acc.size and (acc.min() < accum_type.min_code or acc.max() > accum_type.max_code):
-        raise QonnxError(f"accumulator overflows {accum_type}: the graph's types are inconsistent", node=node.name)
+    acc = integers.matmul(x, weight, bound)
+    acc += integers.as_repr(bias, acc.dtype.type if acc.dtype != object else object)
     return acc
+
+
+def _check_accumulator(node, weight, bias, in_type, accum_type) -> None:
+    """The file's accumulator type must hold every reachable value (cheap: per channel, not per sample)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    low = np.minimum(weight * in_type.min_code, weight * in_type.max_code).sum(axis=0) + bias
+    high = np.maximum(weight * in_type.min_code, weight * in_type.max_code).sum(axis=0) + bias
+    if low.min() < accum_type.min_code or high.max() > accum_type.max_code:
+        raise QonnxError(f"accumulator type {accum_type} cannot hold [{low.min():.0f}, {high.max():.0f}]: the file is inconsistent (re-run qonnx transform)", node=node.name)
 
 
 def _requant(node, inputs, model):
     x = inputs[0]
     mode = hw.attribute(node, "mode")
     in_type, out_type = hw.type_attr(node, "in_type"), hw.type_attr(node, "out_type")
+    lowest = max(out_type.min_code, 0) if hw.attribute(node, "relu", 0) else out_type.min_code
     if mode == "thresholds":
         thresholds = inputs[1]
         counts = (np.asarray(x)[:, :, None] >= thresholds[None, :, :]).sum(axis=2)
         codes = 2 * counts - 1 if out_type.bipolar else out_type.min_code + counts
-    else:
-        shift = hw.int_list(node, "shift")
-        multiplier = hw.int_list(node, "multiplier") if mode == "multiply_shift" else np.ones(1, np.int64)
-        offset = hw.int_list(node, "offset") if mode == "multiply_shift" else np.zeros(1, np.int64)
-        bound = _magnitude(in_type) * int(np.max(np.abs(multiplier))) + int(np.max(np.abs(offset)))
-        bound <<= max(0, -int(shift.min()))
-        kind = integers.representation(bound)
-        numerator = integers.as_repr(x, kind) * integers.as_repr(multiplier, kind) + integers.as_repr(offset, kind)
-        if out_type.bipolar:
-            codes = np.where(numerator >= 0, 1, -1)
-        else:
-            rounded = integers.divide_rounded(numerator, shift, out_type.rounding is Rounding.CONV, bound)
-            codes = _saturate(rounded, out_type)
-    if hw.attribute(node, "relu", 0):
-        codes = np.maximum(codes, 0)
-    return np.asarray(codes).astype(np.float64) if out_type.width <= 52 else codes
+        return np.maximum(codes, lowest).astype(np.float64)
+    shift = hw.int_list(node, "shift")
+    multiply = mode == "multiply_shift"
+    multiplier = hw.int_list(node, "multiplier") if multiply else np.ones(1, np.int64)
+    offset = hw.int_list(node, "offset") if multiply else np.zeros(1, np.int64)
+    bound = _magnitude(in_type) * int(np.max(np.abs(multiplier))) + int(np.max(np.abs(offset)))
+    bound <<= max(0, -int(shift.min()))
+    kind = integers.representation(bound)
+    numerator = integers.as_repr(np.asarray(x), kind)
+    if multiply:
+        numerator = numerator * integers.as_repr(multiplier, kind) + integers.as_repr(offset, kind)
+    if out_type.bipolar:
+        return np.where(numerator >= 0, 1.0, -1.0)
+    codes = integers.divide_rounded(numerator, shift, out_type.rounding is Rounding.CONV, bound)
+    if codes.dtype == np.float64:
+        return np.clip(codes, lowest, out_type.max_code, out=codes)
+    codes = np.clip(codes, lowest, out_type.max_code)
+    return codes.astype(np.float64) if out_type.width <= 52 else codes
 
 
 def _softmax(node, inputs, model):

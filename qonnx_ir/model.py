@@ -26,7 +26,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_./:\-\[\]#@+ ]*")
 def check_name(name: str, what: str) -> None:
     if not _SAFE_NAME.fullmatch(name):
         bad = sorted({c for c in name if not _SAFE_NAME.fullmatch(c)})
-        raise QonnxError(f"{what} name {name!r} contains {''.join(bad)!r}: rename it (letters, digits and _ . / : - only)")
+        raise QonnxError(f"{what} name {name!r} contains {''.join(bad)!r}: rename it (allowed: letters, digits, space and _ . / : - [ ] # @ +)")
     if ".." in name.split("/") or name.startswith("../") or "/../" in name or name.endswith("/.."):
         raise QonnxError(f"{what} name {name!r} contains a path traversal '..': rename it")
 

@@ -136,7 +136,7 @@ BIPOLAR = FixedType(1, 1, True, bipolar=True)
 
 def check_bit_width(bits: float, where: str) -> int:
     """Quantizer bit widths must be whole numbers in 1..32."""
-    if bits != int(bits) or not 1 <= bits <= MAX_BITS:
+    if not math.isfinite(bits) or bits != int(bits) or not 1 <= bits <= MAX_BITS:
         raise QonnxError(f"bit width {bits:g} is not supported (must be a whole number 1..{MAX_BITS})", node=where)
     return int(bits)
 

@@ -5,7 +5,7 @@ is exact and can be compared with ``np.array_equal`` against any exact lowering.
 
 Model layout (``make_mlp``)::
 
-    QuantIdentity (input, signed, act_bits, threshold 2.0 for inputs ~ U(-2, 2))
+    QuantIdentity (input: signed, act_bits, narrow_range; threshold 2.0 for x ~ U(-2, 2))
     [QuantLinear -> (BatchNorm1d) -> activation quantizer] x len(hidden)
     QuantLinear (logits)
 
@@ -21,13 +21,19 @@ Quantizers (the ``*FixedPoint*`` ones restrict scales to powers of two):
   unsigned: ``QuantReLU`` + ``Uint8ActPerTensorFixedPointMaxInit``; both with ``bit_width``,
   ``narrow_range`` and a power-of-two ``max_val`` (threshold), so scale = threshold / 2**(b-1)
   (signed) or threshold / 2**b (unsigned).
-- 1-bit activations: ``QuantIdentity`` + ``SignedBinaryActPerTensorConst`` with a power-of-two
-  constant scale (exported as ``BipolarQuant``; sign(0) = +1).
+- 1-bit activations: ``QuantIdentity`` + ``SignedBinaryActPerTensorConst`` with
+  ``restrict_scaling_type=POWER_OF_TWO`` and a constant power-of-two scale ``max_val``
+  (exported as ``BipolarQuant``; x >= 0 maps to +scale, as in qonnx).
 - quantized bias: ``Int16Bias`` / ``Int24Bias`` / ``Int32Bias`` (``bias_bits``), scale
-  input_scale * weight_scale; float bias: ``bias_quant=None``.
+  input_scale * weight_scale, clamped (saturates when ``bias_bits`` is too small for that
+  scale, as in one MATRIX entry on purpose); float bias: ``bias_quant=None``.
 
-Thresholds are calibrated layer by layer on inputs ~ U(-2, 2) (a power of two near the 99th
-percentile of the pre-activation), so activations use their range and saturate only rarely.
+Thresholds are calibrated layer by layer on inputs ~ U(-2, 2): the power of two nearest the
+99th percentile of |pre-activation| (of its positive part for ReLU), so activations use their
+range and saturate only rarely (a few percent). Bipolar scales are 1.0 at the input and
+0.5, 0.25, ... for the hidden layers (so lowering also meets BipolarQuant with scale != 1).
+BatchNorm1d gets random affine parameters and running statistics near the real ones, and
+eps = 2**-16, which (unlike 1e-5) is the same number as a float32 ONNX attribute.
 Weights are rescaled so each scale group's max |w| is (1 - 2**-8) * 2**k: the power-of-two
 scale ``2**ceil(log2(max|w|))`` is then the same whether computed in float32 or float64.
 """
@@ -43,6 +49,7 @@ import numpy as np
 import onnx
 import torch
 from brevitas.export import export_qonnx
+from brevitas.inject.enum import RestrictValueType
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant.binary import SignedBinaryActPerTensorConst
 from brevitas.quant.fixed_point import (
@@ -55,7 +62,7 @@ from brevitas.quant.scaled_int import Int16Bias, Int24Bias, Int32Bias
 from torch import nn
 
 INPUT_RANGE = 2.0  # tests feed x ~ U(-INPUT_RANGE, INPUT_RANGE)
-_CALIBRATION_SAMPLES = 2048
+_CALIBRATION_SAMPLES = 1024
 _BIAS_QUANTS = {16: Int16Bias, 24: Int24Bias, 32: Int32Bias}
 
 
@@ -100,16 +107,16 @@ class MlpConfig:
         return "-".join(parts)
 
 
-def _po2(value: float, rounding=round) -> float:
-    return 2.0 ** rounding(math.log2(max(value, 2.0**-20)))
+def _nearest_po2(value: float) -> float:
+    return 2.0 ** round(math.log2(max(value, 2.0**-20)))
 
 
 def _act_quantizer(config: MlpConfig, threshold: float, signed: bool) -> nn.Module:
     """Activation quantizer with a power-of-two threshold (or bipolar scale)."""
     if config.act_bits == 1:
         return QuantIdentity(
-            act_quant=SignedBinaryActPerTensorConst,
-            min_val=-threshold, max_val=threshold, return_quant_tensor=True)
+            act_quant=SignedBinaryActPerTensorConst, min_val=-threshold, max_val=threshold,
+            restrict_scaling_type=RestrictValueType.POWER_OF_TWO, return_quant_tensor=True)
     common = dict(bit_width=config.act_bits, narrow_range=config.narrow_range,
                   max_val=threshold, return_quant_tensor=True)
     if signed:
@@ -153,43 +160,49 @@ def make_mlp(config: MlpConfig) -> nn.Module:
     """Build the (eval-mode) MLP for `config`; deterministic in `config.seed`."""
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    calibration = torch.from_numpy(
-        rng.uniform(-INPUT_RANGE, INPUT_RANGE, (_CALIBRATION_SAMPLES, config.in_features))).float()
-    input_threshold = 1.0 if config.act_bits == 1 else INPUT_RANGE
-    layers: list[nn.Module] = [_act_quantizer(config, input_threshold, signed=True)]
-    widths = (config.in_features, *config.hidden, config.out_features)
-    for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-        is_last = index == len(widths) - 2
-        linear = _linear(config, fan_in, fan_out, rng)
-        layers.append(linear)
-        with torch.no_grad():
-            pre = nn.Sequential(*layers).eval()(calibration)
+    input_quant = _act_quantizer(config, 1.0 if config.act_bits == 1 else INPUT_RANGE, signed=True)
+    layers: list[nn.Module] = [input_quant.eval()]
+    with torch.no_grad():
+        # Calibration data flows through the layers as they are built (each layer sees the
+        # already-quantized output of the previous one).
+        x = input_quant(torch.from_numpy(
+            rng.uniform(-INPUT_RANGE, INPUT_RANGE, (_CALIBRATION_SAMPLES, config.in_features))).float())
+        widths = (config.in_features, *config.hidden, config.out_features)
+        for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            linear = _linear(config, fan_in, fan_out, rng).eval()
+            layers.append(linear)
+            if index == len(widths) - 2:
+                break  # logits: no BatchNorm, no activation quantizer
+            pre = linear(x)
             if linear.bias is not None:
                 spread = pre.std(0).numpy() + 1e-3
-                linear.bias.data = torch.from_numpy(
-                    0.5 * spread * rng.uniform(-1.0, 1.0, fan_out)).float()
-                pre = nn.Sequential(*layers).eval()(calibration)
-            if is_last:
-                break
+                linear.bias.data = torch.from_numpy(0.5 * spread * rng.uniform(-1, 1, fan_out)).float()
+                pre = linear(x)
             if config.batchnorm:
                 # eps = 2**-16 is exact in the float32 ONNX attribute and in float64 torch
                 # (1e-5 is not), so float64 runs of both see the same BatchNorm.
-                bn = nn.BatchNorm1d(fan_out, eps=2.0**-16)
+                bn = nn.BatchNorm1d(fan_out, eps=2.0**-16).eval()
                 _randomize_batchnorm(bn, pre, rng)
-                layers.append(bn.eval())
+                layers.append(bn)
                 pre = bn(pre)
-        if config.act_bits == 1:
-            threshold = _po2(float(pre.abs().mean()))
-        elif config.act_signed:
-            threshold = _po2(float(torch.quantile(pre.abs().flatten(), 0.99)))
-        else:
-            threshold = _po2(float(torch.quantile(pre.clamp(min=0).flatten(), 0.99)))
-        layers.append(_act_quantizer(config, threshold, signed=config.act_signed))
+            if config.act_bits == 1:
+                threshold = 2.0 ** -(index + 1)  # +-scale carries no range: vary it instead
+            elif config.act_signed:
+                threshold = _nearest_po2(float(torch.quantile(pre.abs().flatten(), 0.99)))
+            else:
+                threshold = _nearest_po2(float(torch.quantile(pre.clamp(min=0).flatten(), 0.99)))
+            act_quant = _act_quantizer(config, threshold, signed=config.act_signed).eval()
+            layers.append(act_quant)
+            x = act_quant(pre)
     return nn.Sequential(*layers).eval()
 
 
 def float64_forward(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """Evaluate the Brevitas model in float64 (exact: all scales are powers of two)."""
+    """Evaluate the Brevitas model in float64 on a copy: `.double()` turns weights, biases,
+    BatchNorm buffers and the quantizers' scale parameters into float64, and every quantizer
+    then computes x / scale, rounds (half to even) and clamps in float64 (checked: outputs
+    differ from a float32 run exactly on inputs 2**-35 away from rounding ties). With
+    power-of-two scales the result is exact; BatchNorm is float64-rounded."""
     model64 = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         y = model64(torch.as_tensor(np.asarray(x, dtype=np.float64)))

@@ -6,13 +6,21 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-from qonnx.util.cleanup import cleanup_model
+from qonnx.transformation.general import (
+    GiveUniqueParameterTensors,
+    RemoveStaticGraphInputs,
+    RemoveUnusedTensors,
+    SortGraph,
+)
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
 from qonnx_ir import hw
 from qonnx_ir.errors import QonnxError
+from qonnx_ir.quant import check_quantizer
 
 from .base import Context, Pass
-from .graph import QUANT_OPS, attribute, constant, quant_parameters
+from .graph import QUANT_OPS, attribute, constant
 
 # Ops the lowering understands, beyond its own dialect. Anything else is refused up front.
 SUPPORTED_OPS = (
@@ -47,7 +55,7 @@ class CheckSupported(Pass):
                     f"op {node.op_type} is not supported (supported: {', '.join(SUPPORTED_OPS)})", node=node.name
                 )
             if node.op_type in QUANT_OPS:
-                quant_parameters(model, node)
+                check_quantizer(model, node)
         if not any(n.op_type in QUANT_OPS or hw.is_hw(n) for n in graph.node):
             raise QonnxError("the graph has no quantizer (Quant/BipolarQuant): it is a float model; quantize it with Brevitas (or QKeras) first")
         inputs = [i for i in graph.input if model.get_initializer(i.name) is None]
@@ -64,15 +72,36 @@ class CheckSupported(Pass):
 
 
 class Cleanup(Pass):
-    """qonnx's cleanup: shapes inferred, constants folded (quantizers kept), names made readable."""
+    """qonnx's cleanup steps, minus renaming: shapes inferred, constants folded (quantizers kept),
+    Transpose folded into quantized initializers, unused tensors dropped, nodes sorted.
+
+    Names stay the user's, so every later error names a node they can find in their file;
+    only missing or duplicate node names are filled in.
+    """
 
     name = "cleanup"
-    description = "qonnx cleanup: infer shapes, fold constants, unique readable names"
+    description = "qonnx cleanup (infer shapes, fold constants, drop unused), keeping the file's names"
+
+    STEPS = (InferShapes, GiveUniqueParameterTensors, lambda: FoldConstants(exclude_op_types=list(QUANT_OPS)),
+             FoldTransposeIntoQuantInit, RemoveUnusedTensors, RemoveStaticGraphInputs, SortGraph, InferShapes)
 
     def apply(self, model, context):
         if any(hw.is_hw(node) for node in model.graph.node):
-            return False  # names of a (partly) lowered graph stay as they are
-        return _replace_proto(model, cleanup_model(ModelWrapper(model.model)))
+            return False  # a (partly) lowered graph is already clean
+        cleaned = ModelWrapper(model.model)
+        cleaned.model.CopyFrom(model.model)
+        for step in self.STEPS:
+            cleaned = cleaned.transform(step(), make_deepcopy=False, cleanup=False)
+        _name_unnamed_nodes(cleaned)
+        return _replace_proto(model, cleaned)
+
+
+def _name_unnamed_nodes(model: ModelWrapper) -> None:
+    seen = set()
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{index}"
+        seen.add(node.name)
 
 
 class FoldInputPlumbing(Pass):

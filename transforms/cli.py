@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.model import load, save
@@ -41,6 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
     parser.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
     parser.add_argument("--reuse", type=int, default=defaults.reuse_factor, help="reuse factor written on every layer")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each pass that changed the graph")
     parser.set_defaults(func=transform_command)
 
 
@@ -80,7 +80,7 @@ def transform_command(args) -> None:
         groups = PIPELINES[args.pipeline]
     context = Context(options_from(args))
     model = load(args.model)
-    run_passes(model, groups, context, progress=lambda line: print(line, file=sys.stderr))
+    run_passes(model, groups, context, progress=print if args.verbose else None)
     save(model, args.output)
     if context.report.lines:
         print(context.report)

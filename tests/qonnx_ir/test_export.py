@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from qonnx_ir.cli import main
-from qonnx_ir.export import load_factory
+from qonnx_ir.brevitas_export import load_factory
 
 # Power-of-two scales everywhere and an integer bias (Int32Bias, scale = input * weight
 # scale): every value is a small multiple of 2**-k, so float32 sums are exact in any order

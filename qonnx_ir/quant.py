@@ -1,0 +1,63 @@
+"""Reading qonnx quantizer nodes (Quant, BipolarQuant), with the checks bad files need."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+from .errors import QonnxError
+from .types import QONNX_ROUNDING, check_bit_width
+
+QUANT_OPS = ("Quant", "BipolarQuant")
+
+
+def constant(model: ModelWrapper, tensor: str) -> np.ndarray | None:
+    value = model.get_initializer(tensor)
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def attribute(node: NodeProto, name: str, default=None):
+    for attr in node.attribute:
+        if attr.name == name:
+            value = helper.get_attribute_value(attr)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def quant_parameters(model: ModelWrapper, node: NodeProto) -> dict:
+    """A Quant/BipolarQuant node's parameters, checked: constants, zero point 0, sane bits."""
+    names = ("scale",) if node.op_type == "BipolarQuant" else ("scale", "zeropt", "bitwidth")
+    params = {}
+    for name, tensor in zip(names, node.input[1:]):
+        value = constant(model, tensor)
+        if value is None:
+            raise QonnxError(f"{node.op_type} parameter '{name}' is not a constant: fold it or export it as one", node=node.name)
+        params[name] = value
+    scale = params["scale"]
+    if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+        raise QonnxError(f"{node.op_type} scale must be positive and finite", node=node.name)
+    if node.op_type == "BipolarQuant":
+        return {"scale": scale, "bits": 1, "signed": True, "narrow": False, "rounding": "ROUND", "bipolar": True}
+    if np.any(params["zeropt"] != 0):
+        raise QonnxError("Quant zero point must be 0 (asymmetric quantization is not supported)", node=node.name)
+    bitwidth = params["bitwidth"]
+    if bitwidth.size != 1:
+        raise QonnxError("Quant bit width must be a single number", node=node.name)
+    bits = check_bit_width(float(bitwidth.ravel()[0]), node.name)
+    signed = bool(attribute(node, "signed", 1))
+    return {
+        "scale": scale, "bits": bits, "signed": signed, "narrow": bool(attribute(node, "narrow", 0)),
+        "rounding": str(attribute(node, "rounding_mode", "ROUND")).upper(), "bipolar": bits == 1 and signed,
+    }
+
+
+def check_quantizer(model: ModelWrapper, node: NodeProto) -> None:
+    """Everything about a quantizer that can be checked before lowering."""
+    params = quant_parameters(model, node)
+    quantizes_constant = constant(model, node.input[0]) is not None
+    if not quantizes_constant and not params["bipolar"] and params["rounding"] not in QONNX_ROUNDING:
+        raise QonnxError(
+            f"rounding_mode {params['rounding']} is not supported for activations (supported: {', '.join(QONNX_ROUNDING)})",
+            node=node.name,
+        )
