@@ -205,8 +205,8 @@ def _run(args) -> dict:
     clock.done("data")
 
     # 2. train the float twin and the quantized model, same data order and epochs
+    torch.manual_seed(args.seed)  # initial weights
     float_model = make_float_model()
-    torch.manual_seed(args.seed)
     float_loss = train(float_model, x_train, y_train, args.epochs, args.seed, "float")
     float_accuracy = accuracy(torch_logits(float_model, x_test), y_test)
     clock.log(f"train float MLP (plain torch nn.Linear/ReLU, no quantization): {args.epochs} epochs, "
@@ -234,7 +234,7 @@ def _run(args) -> dict:
     qonnx_ir.save(lowered, paths["model.hw.onnx"])
     table = format_table(layer_costs(lowered))
     write_report(paths["lowering_report.md"], context.report.lines, table)
-    clock.log(f"lower: {paths['model.hw.onnx']} ({len(lowered.graph.node)} hardware layers, "
+    clock.log(f"lower: {paths['model.hw.onnx']} ({len(lowered.graph.node)} hardware-dialect nodes, "
               f"{len(context.report.lines)} report lines in {paths['lowering_report.md']})")
     print(table)
     clock.done("lower")
@@ -253,6 +253,8 @@ def _run(args) -> dict:
     bit_exact = mismatches == 0
     np.save(paths["test_x.npy"], x_test)
     np.save(paths["test_y_hw.npy"], hw_logits)
+    clock.log(f"evaluate: {len(x_test)} test samples through PyTorch, qonnx (float64) and the integer "
+              f"interpreter; saved {paths['test_x.npy'].name}, {paths['test_y_hw.npy'].name}")
     clock.done("evaluate")
 
     print(f"test accuracy  float torch MLP (no quantization)      {float_accuracy:.4f}")

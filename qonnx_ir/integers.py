@@ -1,20 +1,23 @@
 """Exact integer arithmetic on numpy arrays, as fast as the value ranges allow.
 
 Every function takes a *static* bound on the magnitude of the values it will produce
-and picks the representation: float64 (BLAS, exact while every value and partial sum
-stays below 2**53), int64 (below 2**62) or Python integers (object arrays, slow but
-never wrong). Nothing here ever wraps silently.
+and picks the representation: float32 or float64 (BLAS, exact while every value and
+partial sum stays below 2**24 or 2**53), int64 (below 2**62) or Python integers (object
+arrays, slow but never wrong). Nothing here ever wraps silently.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+FLOAT32_EXACT = 2**24
 FLOAT_EXACT = 2**53
 INT64_SAFE = 2**62
 
 
 def representation(bound: int) -> type:
+    if bound < FLOAT32_EXACT:
+        return np.float32
     if bound < FLOAT_EXACT:
         return np.float64
     if bound < INT64_SAFE:
@@ -28,17 +31,12 @@ def as_repr(values: np.ndarray, kind: type) -> np.ndarray:
     return values.astype(kind, copy=False)
 
 
-FLOAT32_EXACT = 2**24
-
-
 def matmul(x: np.ndarray, weight: np.ndarray, bound: int) -> np.ndarray:
     """x @ weight exactly, given bound >= sum_i |x_i| |w_ij| for every output.
 
     Every partial sum is an integer of magnitude <= bound, so float32 BLAS is exact
     below 2**24 and float64 below 2**53, whatever order the BLAS adds in.
     """
-    if bound < FLOAT32_EXACT:
-        return (x.astype(np.float32) @ weight.astype(np.float32)).astype(np.float64)
     kind = representation(bound)
     return as_repr(x, kind) @ as_repr(weight, kind)
 
@@ -51,7 +49,9 @@ def divide_rounded(numerator: np.ndarray, shift: np.ndarray, half_even: bool, bo
     """
     shift = np.asarray(shift, dtype=np.int64)
     if bound < FLOAT_EXACT:
-        scaled = np.asarray(numerator, dtype=np.float64) * np.ldexp(1.0, -shift)  # exact: power of two
+        kind = representation(bound)
+        factor = np.ldexp(1.0, -shift).astype(kind)
+        scaled = np.asarray(numerator, dtype=kind) * factor  # exact: a power of two
         return np.round(scaled, out=scaled) if half_even else np.floor(scaled, out=scaled)
     kind = representation(bound)
     numerator = as_repr(np.asarray(numerator), kind)

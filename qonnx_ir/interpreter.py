@@ -36,16 +36,20 @@ def _input_quant(node, inputs, model):
     out_type = hw.type_attr(node, "out_type")
     gain = hw.float_list(node, "out_gain", (1.0,))
     values = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    values = values * hw.float_list(node, "pre_scale", (1.0,))
-    values = values + hw.float_list(node, "pre_bias", (0.0,))
+    pre_scale, pre_bias = hw.float_list(node, "pre_scale", (1.0,)), hw.float_list(node, "pre_bias", (0.0,))
+    if np.any(pre_scale != 1.0):
+        values = values * pre_scale
+    if np.any(pre_bias != 0.0):
+        values = values + pre_bias
     if out_type.bipolar:
-        return np.where(values / gain >= 0, 1.0, -1.0)
+        return np.where(values >= 0, 1.0, -1.0)
     if np.all(gain == 1.0):
-        scaled = np.ldexp(values, out_type.frac_bits)  # exact: divide by a power of two
+        scaled = values * np.ldexp(1.0, out_type.frac_bits)  # exact: divide by a power of two
     else:
         scaled = values / (out_type.lsb * gain)  # what qonnx's Quant computes: x / scale
-    scaled = _saturate(scaled, out_type)  # qonnx clamps before rounding; same result
-    return np.round(scaled) if out_type.rounding is Rounding.CONV else np.floor(scaled)
+    np.clip(scaled, out_type.min_code, out_type.max_code, out=scaled)  # qonnx clamps before rounding
+    codes = np.round(scaled, out=scaled) if out_type.rounding is Rounding.CONV else np.floor(scaled, out=scaled)
+    return codes.astype(integers.representation(_magnitude(out_type)))
 
 
 def _dense(node, inputs, model):
@@ -55,7 +59,7 @@ def _dense(node, inputs, model):
     _check_accumulator(node, weight, bias, in_type, accum_type)
     bound = int(np.max(np.abs(weight).sum(axis=0) * _magnitude(in_type) + np.abs(bias)))
     acc = integers.matmul(x, weight, bound)
-    acc += integers.as_repr(bias, acc.dtype.type if acc.dtype != object else object)
+    acc += integers.as_repr(np.asarray(bias), acc.dtype.type if acc.dtype != object else object)
     return acc
 
 
@@ -77,7 +81,7 @@ def _requant(node, inputs, model):
         thresholds = inputs[1]
         counts = (np.asarray(x)[:, :, None] >= thresholds[None, :, :]).sum(axis=2)
         codes = 2 * counts - 1 if out_type.bipolar else out_type.min_code + counts
-        return np.maximum(codes, lowest).astype(np.float64)
+        return np.maximum(codes, lowest).astype(integers.representation(_magnitude(out_type)))
     shift = hw.int_list(node, "shift")
     multiply = mode == "multiply_shift"
     multiplier = hw.int_list(node, "multiplier") if multiply else np.ones(1, np.int64)
@@ -89,12 +93,13 @@ def _requant(node, inputs, model):
     if multiply:
         numerator = numerator * integers.as_repr(multiplier, kind) + integers.as_repr(offset, kind)
     if out_type.bipolar:
-        return np.where(numerator >= 0, 1.0, -1.0)
+        return np.where(numerator >= 0, 1.0, -1.0).astype(np.float32)
     codes = integers.divide_rounded(numerator, shift, out_type.rounding is Rounding.CONV, bound)
-    if codes.dtype == np.float64:
-        return np.clip(codes, lowest, out_type.max_code, out=codes)
-    codes = np.clip(codes, lowest, out_type.max_code)
-    return codes.astype(np.float64) if out_type.width <= 52 else codes
+    if codes.dtype.kind == "f":
+        np.clip(codes, lowest, out_type.max_code, out=codes)
+    else:
+        codes = np.clip(codes, lowest, out_type.max_code)
+    return integers.as_repr(codes, integers.representation(_magnitude(out_type)))
 
 
 def _softmax(node, inputs, model):
@@ -108,7 +113,7 @@ def _softmax(node, inputs, model):
     exps = table[index]
     total = exps.sum(axis=1, keepdims=True)
     codes = integers.divide_rounded_by(exps << out_type.frac_bits, total)
-    return _saturate(codes, out_type).astype(np.float64)
+    return _saturate(codes, out_type).astype(integers.representation(_magnitude(out_type)))
 
 
 KERNELS: dict[str, Callable] = {

@@ -8,19 +8,22 @@ float64: every float initializer (weights, biases, scales, BatchNorm parameters)
 input, outputs and intermediate tensors, Cast/Constant nodes that produced float32, the
 standard ONNX ops run by onnxruntime (MatMul, Gemm, Add, BatchNormalization, ...), and
 ``Quant`` (run as a copy of qonnx's Quant that skips its final cast to float32, which would
-lose bits above 24 for e.g. a 32-bit bias), ``BipolarQuant`` and ``Trunc``.
+lose bits above 24 for e.g. a 32-bit bias), ``BipolarQuant`` and ``Trunc`` (qonnx computes
+both in their input's dtype).
 
 Not float64: node attributes stay as stored (e.g. BatchNormalization's ``epsilon`` is a
 float32 attribute), integer tensors (shapes, indices, bit widths) stay integer, and custom ops
 other than the three above keep whatever precision their qonnx implementation uses.
 
 Quant/BipolarQuant compute ``x / scale`` and round in float64; with power-of-two scales and
-integers below 2**53 every step is exact, so a MatMul of quantized tensors is exact too.
-Non-power-of-two scales and float ops such as BatchNormalization are merely float64-rounded.
+integers below 2**53 every step is exact, so a MatMul of quantized tensors is exact too, in
+any summation order. Non-power-of-two scales and float ops (BatchNormalization, Softmax) are
+merely float64-rounded; onnxruntime's float64 Softmax may differ by 1 ulp with batch size.
 
 Batches: exported graphs freeze the batch dimension (usually 1). The graph is re-batched to
 the input's leading dimension with qonnx's ``ChangeBatchSize`` (inside ``cleanup_model``),
-which also patches constant Reshape shapes, and then runs once for the whole batch.
+which also patches constant Reshape shapes, and then runs once for the whole batch. Only the
+first graph input and output are re-batched. The caller's model is never modified.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import copy
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.general.quant import Quant as _QonnxQuant
@@ -69,11 +72,13 @@ def _to_float64(model: ModelWrapper) -> ModelWrapper:
         if node.op_type == "Quant" and node.domain == "qonnx.custom_op.general":
             node.domain = FLOAT64_QUANT_DOMAIN
         for attribute in node.attribute:
-            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
-                attribute.i = TensorProto.DOUBLE
-            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.FLOAT:
-                array = numpy_helper.to_array(attribute.t).astype(np.float64)
-                attribute.t.CopyFrom(numpy_helper.from_array(array))
+            if node.op_type == "Cast" and attribute.name == "to":
+                if attribute.i == TensorProto.FLOAT:
+                    attribute.i = TensorProto.DOUBLE
+            elif attribute.type == onnx.AttributeProto.TENSOR:  # Constant, ConstantOfShape
+                if attribute.t.data_type == TensorProto.FLOAT:
+                    array = numpy_helper.to_array(attribute.t).astype(np.float64)
+                    attribute.t.CopyFrom(numpy_helper.from_array(array))
     return model
 
 

@@ -91,7 +91,7 @@ class MlpConfig:
         if self.bias not in ("none", "quant", "float"):
             raise ValueError(f"bias must be 'none', 'quant' or 'float', got {self.bias!r}")
         if self.bias_bits not in _BIAS_QUANTS:
-            raise ValueError(f"bias_bits must be one of {sorted(_BIAS_QUANTS)}, got {self.bias_bits}")
+            raise ValueError(f"bias_bits must be in {sorted(_BIAS_QUANTS)}, got {self.bias_bits}")
 
     @property
     def id(self) -> str:
@@ -165,8 +165,8 @@ def make_mlp(config: MlpConfig) -> nn.Module:
     with torch.no_grad():
         # Calibration data flows through the layers as they are built (each layer sees the
         # already-quantized output of the previous one).
-        x = input_quant(torch.from_numpy(
-            rng.uniform(-INPUT_RANGE, INPUT_RANGE, (_CALIBRATION_SAMPLES, config.in_features))).float())
+        samples = rng.uniform(-INPUT_RANGE, INPUT_RANGE, (_CALIBRATION_SAMPLES, config.in_features))
+        x = input_quant(torch.from_numpy(samples).float())
         widths = (config.in_features, *config.hidden, config.out_features)
         for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
             linear = _linear(config, fan_in, fan_out, rng).eval()
@@ -176,7 +176,8 @@ def make_mlp(config: MlpConfig) -> nn.Module:
             pre = linear(x)
             if linear.bias is not None:
                 spread = pre.std(0).numpy() + 1e-3
-                linear.bias.data = torch.from_numpy(0.5 * spread * rng.uniform(-1, 1, fan_out)).float()
+                bias = 0.5 * spread * rng.uniform(-1.0, 1.0, fan_out)
+                linear.bias.data = torch.from_numpy(bias).float()
                 pre = linear(x)
             if config.batchnorm:
                 # eps = 2**-16 is exact in the float32 ONNX attribute and in float64 torch
@@ -244,12 +245,15 @@ MATRIX: list[MlpConfig] = [
     _c(2, 2, **NR), _c(2, 2, True, **NR, **PC), _c(4, 4, True, **NR, **PC),
     _c(8, 8, **NR, **PC), _c(16, 16, True, **NR, **PC, bias_bits=32),
     # bias variants
-    _c(4, 4, **NOBIAS), _c(8, 8, True, **NOBIAS, **PC), _c(4, 4, **FBIAS), _c(8, 8, True, **FBIAS, **PC),
+    _c(4, 4, **NOBIAS), _c(8, 8, True, **NOBIAS, **PC),
+    _c(4, 4, **FBIAS), _c(8, 8, True, **FBIAS, **PC),
     _c(16, 16, **FBIAS), _c(12, 12, True, **PC),  # the last one: a 16-bit bias that saturates
     # BatchNorm between the linear layer and the activation quantizer
-    _c(4, 4, **BN), _c(8, 8, True, **BN, **PC), _c(6, 3, **BN, **NR, **FBIAS), _c(3, 6, True, **BN, **NOBIAS),
+    _c(4, 4, **BN), _c(8, 8, True, **BN, **PC),
+    _c(6, 3, **BN, **NR, **FBIAS), _c(3, 6, True, **BN, **NOBIAS),
     # bipolar (+-scale) activations, also with BatchNorm as in binarized networks
-    _c(2, 1, True), _c(4, 1, True, **BN), _c(8, 1, True, **BN, **PC, **NR), _c(16, 1, True, **FBIAS),
+    _c(2, 1, True), _c(4, 1, True, **BN), _c(8, 1, True, **BN, **PC, **NR),
+    _c(16, 1, True, **FBIAS),
     _c(3, 1, True, **BN, **NOBIAS),
     # other shapes and seeds
     _c(4, 4, True, in_features=16, hidden=(16, 16, 12), seed=1),

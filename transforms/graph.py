@@ -34,7 +34,7 @@ def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np
     producer = model.find_producer(tensor)
     perm = None
     if producer is not None and producer.op_type == "Transpose":
-        perm = attribute(producer, "perm")
+        perm = attribute(producer, "perm") or "reverse"  # ONNX: no perm reverses the axes
         producer = model.find_producer(producer.input[0])
     if producer is None or producer.op_type not in QUANT_OPS:
         return None
@@ -50,7 +50,8 @@ def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np
         codes = np.round(dequantized / scale)
     scale = np.broadcast_to(scale, codes.shape)
     if perm is not None:
-        codes, scale = np.transpose(codes, perm), np.transpose(scale, perm)
+        axes = None if perm == "reverse" else perm
+        codes, scale = np.transpose(codes, axes), np.transpose(scale, axes)
     return codes.astype(np.int64), np.asarray(scale), params
 
 
@@ -82,7 +83,7 @@ def add_initializer(model: ModelWrapper, name: str, values: np.ndarray) -> str:
 
 
 def fresh_name(model: ModelWrapper, base: str) -> str:
-    taken = {t for n in model.graph.node for t in list(n.input) + list(n.output)}
+    taken = {t for n in model.graph.node for t in list(n.input) + list(n.output) + [n.name]}
     taken |= {i.name for i in model.graph.initializer}
     name, index = base, 0
     while name in taken:

@@ -55,10 +55,11 @@ class LowerDense(Pass):
         step = x.type.lsb * float(x.gain[0]) * scale[0]  # real value of one accumulator code, per channel
         frac_bits, gain = _split_power_of_two(step)
         removed = [node]
-        bias_real, bias_node = None, single_consumer(model, node.output[0])
+        bias_real, bias_is_float, bias_node = None, False, single_consumer(model, node.output[0])
         output = node.output[0]
         if bias_node is not None and bias_node.op_type == "Add":
             other = bias_node.input[1] if bias_node.input[0] == output else bias_node.input[0]
+            bias_is_float = constant(model, other) is not None
             bias_real = _constant_or_quantized(model, other)
             if bias_real is not None:
                 bias_real = np.broadcast_to(bias_real.reshape(-1), (codes.shape[1],))
@@ -69,7 +70,7 @@ class LowerDense(Pass):
             grid = np.ldexp(gain, -frac_bits)
             bias_codes = np.round(bias_real / grid).astype(np.int64)
             deviation = float(np.max(np.abs(bias_codes * grid - bias_real)))
-            if deviation:
+            if bias_is_float or deviation:
                 context.report.add(node.name, f"float bias rounded onto the accumulator grid (lsb {np.min(grid):.3g}): max deviation {deviation:.3g}")
         weight_type = FixedType(1, 1, True, bipolar=True) if params["bipolar"] else FixedType.integer(params["bits"], params["signed"])
         accum_type, bias_type = dense_types(codes, bias_codes, x.type, frac_bits)

