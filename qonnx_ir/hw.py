@@ -9,8 +9,9 @@ leftover float factor, one per tensor or one per channel). Only the graph's edge
 Ops and their exact semantics (the interpreter and the HLS kernels implement these):
 
 InputQuant(x) -> q                      x: float, any shape (N, *in_shape)
-    v = x * pre_scale + pre_bias        float64, the order of the QONNX graph (folded
-                                        Mul/Add/Sub/Div plumbing in front of the quantizer)
+    v = pre_ops applied to x            float64, one by one in the order of the QONNX graph
+                                        (pre_ops: mul|div|add|sub|rsub with a constant,
+                                        per tensor or per feature; rsub is c - v)
     q = saturate(round(v / (lsb*gain)))  rounding/saturation of out_type; flattened to (N, F)
     bipolar out_type: q = +1 if v >= 0 else -1.
 
@@ -105,13 +106,26 @@ def _gain_attrs(gain) -> dict:
     return {} if np.all(gain == 1.0) else {"out_gain": [float(g) for g in gain]}
 
 
-def make_input_quant(name, x, q, *, in_shape, out_type, gain=1.0, pre_scale=(1.0,), pre_bias=(0.0,)):
+PRE_OPS = ("mul", "div", "add", "sub", "rsub")
+
+
+def make_input_quant(name, x, q, *, in_shape, out_type, gain=1.0, pre_ops=()):
+    """pre_ops: [(kind, values)] applied in order before quantizing (kind in PRE_OPS)."""
+    extra = {}
+    if pre_ops:
+        extra = {"pre_ops": [kind for kind, _ in pre_ops], "pre_sizes": [int(np.size(v)) for _, v in pre_ops],
+                 "pre_values": [float(v) for _, values in pre_ops for v in np.ravel(values)]}
     return helper.make_node(
         "InputQuant", [x], [q], name=name, domain=DOMAIN,
-        in_shape=[int(d) for d in in_shape], out_type=str(out_type),
-        pre_scale=[float(v) for v in np.ravel(pre_scale)], pre_bias=[float(v) for v in np.ravel(pre_bias)],
-        **_gain_attrs(gain),
+        in_shape=[int(d) for d in in_shape], out_type=str(out_type), **extra, **_gain_attrs(gain),
     )
+
+
+def pre_ops(node: NodeProto) -> list[tuple[str, np.ndarray]]:
+    kinds = [k.decode() if isinstance(k, bytes) else k for k in _attr(node, "pre_ops", [])]
+    sizes, values = _attr(node, "pre_sizes", []), np.asarray(_attr(node, "pre_values", []), dtype=np.float64)
+    offsets = np.cumsum([0] + list(sizes))
+    return [(kind, values[offsets[i]:offsets[i + 1]]) for i, kind in enumerate(kinds)]
 
 
 def make_dense(name, x, weight, bias, acc, *, in_type, weight_type, bias_type, accum_type, gain, reuse_factor=1, strategy="latency"):

@@ -85,8 +85,13 @@ def _divide_rounded_python(numerator, shift, half_even):
 
 
 def divide_rounded_by(numerator: np.ndarray, divisor: np.ndarray) -> np.ndarray:
-    """round_half_even(numerator / divisor) for int64 arrays, divisor > 0."""
-    quotient = numerator // divisor
+    """round_half_even(numerator / divisor) for non-negative integers below 2**52 held in float64.
+
+    The float quotient is within one of the true one; the exact remainder corrects it.
+    """
+    quotient = np.floor(numerator / divisor)
+    remainder = numerator - quotient * divisor  # exact: every term is an integer below 2**53
+    quotient = np.where(remainder < 0, quotient - 1, np.where(remainder >= divisor, quotient + 1, quotient))
     twice_remainder = 2 * (numerator - quotient * divisor)
     round_up = (twice_remainder > divisor) | ((twice_remainder == divisor) & (quotient % 2 == 1))
     return quotient + round_up

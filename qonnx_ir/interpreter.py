@@ -8,10 +8,13 @@ returns the real values `code * lsb * gain` of the outputs in float64.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
+from threadpoolctl import threadpool_limits
 
 from . import hw, integers
 from .errors import QonnxError
@@ -26,6 +29,12 @@ def _magnitude(fixed: FixedType) -> int:
     return max(abs(fixed.min_code), abs(fixed.max_code))
 
 
+PRE_OPS = {
+    "mul": np.multiply, "div": np.divide, "add": np.add, "sub": np.subtract,
+    "rsub": lambda values, constant: constant - values,
+}
+
+
 def _input_quant(node, inputs, model):
     (x,) = inputs
     features = int(np.prod(hw.attribute(node, "in_shape", [])))
@@ -36,11 +45,8 @@ def _input_quant(node, inputs, model):
     out_type = hw.type_attr(node, "out_type")
     gain = hw.float_list(node, "out_gain", (1.0,))
     values = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    pre_scale, pre_bias = hw.float_list(node, "pre_scale", (1.0,)), hw.float_list(node, "pre_bias", (0.0,))
-    if np.any(pre_scale != 1.0):
-        values = values * pre_scale
-    if np.any(pre_bias != 0.0):
-        values = values + pre_bias
+    for kind, constant in hw.pre_ops(node):
+        values = PRE_OPS[kind](values, constant)
     if out_type.bipolar:
         return np.where(values >= 0, 1.0, -1.0)
     if np.all(gain == 1.0):
@@ -104,15 +110,14 @@ def _requant(node, inputs, model):
 
 def _softmax(node, inputs, model):
     x, table = inputs
-    x = np.asarray(x, dtype=np.int64)
-    table = np.asarray(table, dtype=np.int64)
     out_type = hw.type_attr(node, "out_type")
-    distance = x.max(axis=1, keepdims=True) - x
     shift = hw.attribute(node, "table_shift")
-    index = np.minimum(np.where(distance == 0, 0, ((distance - 1) >> shift) + 1), len(table) - 1)
-    exps = table[index]
-    total = exps.sum(axis=1, keepdims=True)
-    codes = integers.divide_rounded_by(exps << out_type.frac_bits, total)
+    codes_x = integers.as_repr(np.asarray(x), np.float64)
+    distance = codes_x.max(axis=1, keepdims=True) - codes_x  # exact: integers below 2**53
+    index = np.where(distance == 0, 0, np.floor((distance - 1) * 2.0**-shift) + 1)
+    exps = np.asarray(table, dtype=np.float64)[np.minimum(index, len(table) - 1).astype(np.intp)]
+    numerator = exps * 2.0**out_type.frac_bits
+    codes = integers.divide_rounded_by(numerator, exps.sum(axis=1, keepdims=True))
     return _saturate(codes, out_type).astype(integers.representation(_magnitude(out_type)))
 
 
@@ -130,19 +135,31 @@ def real_values(node, codes: np.ndarray) -> np.ndarray:
     return np.asarray(codes, dtype=np.float64) * tensor.real_scale
 
 
+CHUNK = 8192  # samples per chunk: intermediates stay in cache, chunks run on all cores
+
+
 def execute(model: ModelWrapper, x: np.ndarray, *, codes: bool = False, return_all: bool = False):
     """Run a hardware-dialect graph on a batch x of shape (N, ...).
 
     Returns the real values of the (single) graph output, or its integer codes with
     codes=True; return_all=True returns {tensor name: codes} for every tensor.
     """
-    graph = model.graph
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :]
-    values: dict[str, np.ndarray] = {graph.input[0].name: x}
-    for initializer in graph.initializer:
-        values[initializer.name] = model.get_initializer(initializer.name)
+    constants = {i.name: model.get_initializer(i.name) for i in model.graph.initializer}
+    if return_all or len(x) <= CHUNK:
+        return _execute(model, constants, x, codes, return_all)
+    chunks = [x[start:start + CHUNK] for start in range(0, len(x), CHUNK)]
+    # numpy and BLAS release the GIL: one chunk per core, one BLAS thread each
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(pool.map(lambda chunk: _execute(model, constants, chunk, codes, False), chunks))
+    return np.concatenate(results)
+
+
+def _execute(model, constants, x, codes, return_all):
+    graph = model.graph
+    values: dict[str, np.ndarray] = {graph.input[0].name: x, **constants}
     producers = {}
     for node in graph.node:
         if not hw.is_hw(node) or node.op_type not in KERNELS:

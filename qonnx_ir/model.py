@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import onnx
@@ -60,7 +61,9 @@ def load(source: str | os.PathLike | ModelProto | ModelWrapper) -> ModelWrapper:
         if not proto.graph.node:
             raise QonnxError(f"{path}: not an ONNX model (no graph nodes)")
     _check_names(proto)
-    return ModelWrapper(proto)
+    with warnings.catch_warnings():  # legacy domains are normalised on purpose; no need to shout
+        warnings.filterwarnings("ignore", message="Some old-style domain attributes")
+        return ModelWrapper(proto)
 
 
 def save(model: ModelWrapper | ModelProto, path: str | os.PathLike) -> Path:

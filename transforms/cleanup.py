@@ -90,8 +90,9 @@ class Cleanup(Pass):
     def apply(self, model, context):
         if any(hw.is_hw(node) for node in model.graph.node):
             return False  # a (partly) lowered graph is already clean
-        cleaned = ModelWrapper(model.model)
-        cleaned.model.CopyFrom(model.model)
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model.model)
+        cleaned = ModelWrapper(proto)
         for step in self.STEPS:
             cleaned = cleaned.transform(step(), make_deepcopy=False, cleanup=False)
         _name_unnamed_nodes(cleaned)
@@ -116,7 +117,10 @@ class FoldInputPlumbing(Pass):
     description = "fold shape arithmetic to constants; batch-keeping Reshape -> Flatten"
 
     def apply(self, model, context):
-        folded = model.transform(FoldConstants(exclude_op_types=list(QUANT_OPS)), make_deepcopy=True, cleanup=False)
+        if any(hw.is_hw(node) for node in model.graph.node):
+            return False  # the input is already lowered
+        folded = model.transform(InferShapes(), make_deepcopy=True, cleanup=False)  # FoldConstants needs shapes
+        folded = folded.transform(FoldConstants(exclude_op_types=list(QUANT_OPS)), make_deepcopy=False, cleanup=False)
         changed = _replace_proto(model, folded)
         for node in list(model.graph.node):
             if node.op_type != "Reshape":
@@ -153,6 +157,8 @@ class GemmToMatMulPass(Pass):
         for node in model.get_nodes_by_op_type("Gemm"):
             if attribute(node, "transA", 0):
                 raise QonnxError("Gemm with transA=1 is not supported", node=node.name)
+            if attribute(node, "alpha", 1.0) != 1.0 or attribute(node, "beta", 1.0) != 1.0:
+                raise QonnxError("Gemm with alpha or beta other than 1 is not supported: fold them into the weights", node=node.name)
         with warnings.catch_warnings():  # qonnx warns on any Gemm newer than opset 9; the rewrite is the same
             warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers")
             return _replace_proto(model, model.transform(GemmToMatMul(), make_deepcopy=True, cleanup=False))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+from qonnx_ir import execute, hw
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.model import load, save
 from qonnx_ir.types import FixedType
@@ -40,6 +43,10 @@ def register(subparsers) -> None:
     parser.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
     parser.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
     parser.add_argument("--reuse", type=int, default=defaults.reuse_factor, help="reuse factor written on every layer")
+    parser.add_argument("--check-samples", type=int, default=256,
+                        help="compare the lowered graph with the float QONNX graph (float64) on this many "
+                             "random inputs U(-1, 1) (0: skip; default %(default)s)")
+    parser.add_argument("--check-input", help="compare on these inputs (.npy) instead of random ones")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each pass that changed the graph")
     parser.set_defaults(func=transform_command)
 
@@ -79,9 +86,32 @@ def transform_command(args) -> None:
             raise QonnxError(f"unknown pipeline {args.pipeline!r} (known: {', '.join(PIPELINES)})")
         groups = PIPELINES[args.pipeline]
     context = Context(options_from(args))
-    model = load(args.model)
+    original = load(args.model)
+    model = load(original)
     run_passes(model, groups, context, progress=print if args.verbose else None)
     save(model, args.output)
     if context.report.lines:
         print(context.report)
     print(f"wrote {args.output} ({len(model.graph.node)} nodes)")
+    if all(hw.is_hw(node) for node in model.graph.node) and (args.check_input or args.check_samples > 0):
+        print(deviation_summary(original, model, args))
+
+
+def deviation_summary(original, lowered, args) -> str:
+    """How far the lowered graph is from the float QONNX graph evaluated in float64."""
+    from qonnx_ir.commands import read_npy
+    from qonnx_ir.reference import execute_qonnx
+
+    if args.check_input:
+        x, where = read_npy(args.check_input), args.check_input
+    else:
+        shape = [d.dim_value for d in original.graph.input[0].type.tensor_type.shape.dim[1:]]
+        x = np.random.default_rng(0).uniform(-1, 1, (args.check_samples, *shape))
+        where = f"{len(x)} random inputs U(-1, 1)"
+    expected = next(iter(execute_qonnx(original, x, float64=True).values())).reshape(len(x), -1)
+    actual = execute(lowered, x).reshape(len(x), -1)
+    deviation = float(np.max(np.abs(actual - expected)))
+    agreement = float(np.mean(actual.argmax(axis=1) == expected.argmax(axis=1)))
+    exact = int(np.sum(actual == expected))
+    return (f"check vs the float QONNX graph (float64) on {where}: max |difference| {deviation:.3g}, "
+            f"{exact}/{actual.size} outputs identical, argmax agreement {agreement:.2%}")

@@ -1,11 +1,12 @@
 """lower-input: the float graph input and its quantizer -> one InputQuant node.
 
-    have: x -> [Reshape/Flatten] -> [Mul c1 / Add c2 / Sub c2 / Div c1 ...] -> Quant(s, bits)
-    want: x -> InputQuant(pre_scale=a, pre_bias=b, out_type=<bits, bits+log2 s>)
+    have: x -> [Flatten] -> [Mul c1 / Add c2 / Sub c2 / Div c1 ...] -> Quant(s, bits)
+    want: x -> InputQuant(pre_ops=[(mul, c1), (sub, c2), ...], out_type=<bits, bits+log2 s>)
 
-with a, b the composed affine map (x*c1 - c2 is exactly x*a + b for one Mul and one
-Add/Sub, so the float64 results are identical). A graph whose input reaches a MatMul
-without any quantizer gets the configured input type (default fixed<16,6>).
+The float ops are kept in graph order, not composed, so the float64 results are
+identical to the graph's (x*(1/s) is not x/s in floating point). A graph whose input
+reaches its first MatMul without any quantizer gets the configured input type
+(default fixed<16,6>).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from qonnx_ir.errors import QonnxError
 from qonnx_ir.types import quant_type
 
 from .base import Context, Pass
-from .graph import QUANT_OPS, constant, quant_parameters, remove_nodes, single_consumer
+from .graph import QUANT_OPS, constant, fresh_name, quant_parameters, remove_nodes, single_consumer
 
 _AFFINE = ("Mul", "Add", "Sub", "Div")
 
@@ -33,12 +34,12 @@ class LowerInput(Pass):
             return False
         in_shape = [int(d.dim_value) for d in graph.input[0].type.tensor_type.shape.dim[1:]]
         features = int(np.prod(in_shape)) if in_shape else 1
-        scale, bias = np.ones(1), np.zeros(1)
+        pre_ops: list[tuple[str, np.ndarray]] = []
         chain, tensor, flattened = [], source, False
         node = single_consumer(model, tensor)
         while node is not None and (node.op_type in ("Flatten", "Identity") or _is_affine(model, node, tensor)):
             if node.op_type in _AFFINE:
-                scale, bias = _compose(model, node, tensor, scale, bias, in_shape, flattened)
+                pre_ops.append(_pre_op(model, node, tensor, in_shape, flattened, features))
             flattened |= node.op_type == "Flatten"
             chain.append(node)
             tensor = node.output[0]
@@ -53,18 +54,19 @@ class LowerInput(Pass):
             chain.append(node)
             output = node.output[0]
             origin = f"quantizer {node.name}"
-        else:
+        elif node is not None and node.op_type in ("MatMul", "Gemm") and node.input[0] == tensor:
             out_type, gain = context.options.input_type, 1.0
-            output = tensor if chain else source + "_quantized"
+            output = tensor if chain else fresh_name(model, source + "_quantized")
             origin = f"no input quantizer: configured input type {out_type}"
             if not chain:
-                for consumer in model.find_consumers(source):
-                    consumer.input[list(consumer.input).index(source)] = output
+                node.input[0] = output
+        else:
+            stop = node.name if node is not None else source
+            context.skip(stop, "the graph input reaches neither a quantizer nor a first layer through "
+                               "Flatten/Identity/constant Mul/Add/Sub/Div (run fold-input-plumbing first?)")
+            return False
         name = "input_quant"
-        new = hw.make_input_quant(
-            name, source, output, in_shape=in_shape, out_type=out_type, gain=gain,
-            pre_scale=_compact(scale, features), pre_bias=_compact(bias, features),
-        )
+        new = hw.make_input_quant(name, source, output, in_shape=in_shape, out_type=out_type, gain=gain, pre_ops=pre_ops)
         remove_nodes(model, chain)
         graph.node.insert(0, new)
         context.report.add(name, f"input {in_shape} -> {out_type} ({origin})")
@@ -78,22 +80,15 @@ def _is_affine(model, node, tensor) -> bool:
     return len(other) == 1 and constant(model, other[0]) is not None and not (node.op_type == "Div" and node.input[1] == tensor)
 
 
-def _compose(model, node, tensor, scale, bias, in_shape, flattened):
+def _pre_op(model, node, tensor, in_shape, flattened, features) -> tuple[str, np.ndarray]:
+    """One float op in front of the quantizer, kept as it is so float64 results are identical."""
     other = node.input[1] if node.input[0] == tensor else node.input[0]
     value = constant(model, other)
-    shape = (1, int(np.prod(in_shape))) if flattened else (1, *in_shape)
+    shape = (1, features) if flattened else (1, *in_shape)
     value = np.broadcast_to(value, shape).reshape(-1)
-    if node.op_type == "Mul":
-        return scale * value, bias * value
-    if node.op_type == "Div":
-        return scale / value, bias / value
-    if node.op_type == "Add":
-        return scale, bias + value
-    if node.input[0] == tensor:  # x - c
-        return scale, bias - value
-    return -scale, value - bias  # c - x
-
-
-def _compact(values: np.ndarray, features: int) -> np.ndarray:
-    values = np.broadcast_to(values, (features,))
-    return values[:1] if np.all(values == values[0]) else values
+    if np.all(value == value[0]):
+        value = value[:1]
+    kind = node.op_type.lower()
+    if node.op_type == "Sub" and node.input[0] != tensor:
+        kind = "rsub"  # c - x
+    return kind, value

@@ -100,7 +100,10 @@ class LowerSoftmax(Pass):
         table_name = fresh_name(model, f"{name}_exp_table")
         model.set_initializer(table_name, table.astype(np.float64))
         out_type = options.softmax_out_type
-        classes = int(model.get_initializer(producer.input[1]).shape[1]) if producer.op_type == "Dense" else 2
+        shape = model.get_tensor_shape(node.input[0])
+        if not shape:
+            raise QonnxError("the Softmax input has no known shape", node=node.name)
+        classes = int(shape[-1])
         bound = error_bound(size, shift, step_real, exp_bits, out_type.frac_bits, classes)
         new = hw.make_softmax(name, producer.output[0], node.output[0], in_type=source.type, out_type=out_type,
                               table_size=size, table_shift=shift, exp_bits=exp_bits, exp_table=table_name)
