@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "digits_demo.py"
+from paths import REPO
+
+DEMO = REPO / "examples" / "digits_demo.py"
 OUTPUTS = ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy", "test_y_hw.npy", "summary.json")
 
 

@@ -19,7 +19,7 @@ from qonnx_ir.errors import QonnxError
 from qonnx_ir.model import load
 from qonnx_ir.types import FixedType
 
-MODELS = Path("/work/shared/models")
+from paths import SHARED_MODELS as MODELS
 JET = MODELS / "jet_tagging_qkeras_w6a6.onnx"
 TFC = MODELS / "mnist_tfc_w2a2.onnx"
 

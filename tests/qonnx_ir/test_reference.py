@@ -10,7 +10,7 @@ from qonnx.util.cleanup import cleanup_model
 from brevitas_zoo import INPUT_RANGE, MATRIX, export_qonnx_file, float64_forward, make_mlp
 from qonnx_ir.reference import execute_qonnx
 
-SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+from paths import SHARED_MODELS
 
 # Chosen to cover: accumulators and a bias wider than float32's 24-bit mantissa, bipolar
 # activations with BatchNorm, a float (unquantized) bias, and a saturating 16-bit bias.

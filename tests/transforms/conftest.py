@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
-SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models"
+from paths import SHARED_MODELS
 JET = SHARED_MODELS / "jet_tagging_qkeras_w6a6.onnx"
 TFC = SHARED_MODELS / "mnist_tfc_w2a2.onnx"
 QUANT_DOMAIN = "qonnx.custom_op.general"

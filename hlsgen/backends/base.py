@@ -1,0 +1,38 @@
+"""What a backend is: the spelling of interface types and top-level pragmas, and the vendor files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qonnx_ir.types import FixedType
+
+
+@dataclass
+class ProjectSpec:
+    """Everything a backend needs to write its vendor files (tcl, testbench, README)."""
+
+    top: str
+    io: str  # "parallel" | "stream"
+    n_in: int
+    n_out: int
+    input_type: FixedType
+    output_type: FixedType
+    clock_ns: float
+    part: str | None
+    tech: str | None
+    firmware_files: list[str]  # relative to the project directory
+    layers: list = field(default_factory=list)  # hlsgen.firmware.Layer
+    tb_samples: int = 0
+
+
+class Backend:
+    name = ""
+    define = ""  # the macro firmware/qnn_backend.h defines
+
+    def fixed_type(self, fixed: FixedType) -> str:
+        raise NotImplementedError
+
+    def write_vendor_files(self, spec: ProjectSpec, directory: Path) -> list[str]:
+        """Write build_prj.tcl, the testbench and README.md; return their relative paths."""
+        raise NotImplementedError

@@ -1,0 +1,129 @@
+"""The C++ testbench: every sample of tb_data/ through the top function, output codes compared exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Mismatch lines printed before the testbench only counts them.
+MAX_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How a backend's testbench names its entry point, the design call and the exit."""
+
+    title: str  # first comment line: which tool runs this testbench
+    main: str  # e.g. "int main(int argc, char **argv)" or "CCS_MAIN(int argc, char **argv)"
+    design: str  # "{top}" or "CCS_DESIGN({top})": the expression that is called
+    exit: str  # "return" or "CCS_RETURN": used as `<exit>(value);`
+    includes: str = ""  # extra includes after the design header (e.g. <mc_scverify.h>)
+
+
+def _call(io: str, design: str) -> str:
+    """The body of the sample loop: codes in, one call of the design, codes out."""
+    if io == "parallel":
+        return f"""        input_t x[N_IN];
+        result_t y[N_OUT];
+        for (unsigned i = 0; i < N_IN; i++) x[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + i]));
+        {design}(x, y);
+        for (unsigned o = 0; o < N_OUT; o++) got[o] = qnn::to_code<result_code_t>(y[o]).to_int64();
+"""
+    return f"""        input_vec_t x;
+        for (unsigned i = 0; i < N_IN; i++) x.data[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + i]));
+        x_stream.write(x);
+        {design}(x_stream, y_stream);
+        const result_vec_t y = y_stream.read();
+        for (unsigned o = 0; o < N_OUT; o++) got[o] = qnn::to_code<result_code_t>(y.data[o]).to_int64();
+"""
+
+
+def testbench_cpp(top: str, io: str, spelling: Spelling, header: str) -> str:
+    """tb/<top>_test.cpp: exit code 0 when every output code matches, 1 otherwise."""
+    design = spelling.design.format(top=top)
+    streams = ("    qnn::stream<input_vec_t> x_stream;  // one token (a whole input vector) per sample\n"
+               "    qnn::stream<result_vec_t> y_stream;\n") if io == "stream" else ""
+    done = spelling.exit
+    return f"""{header}// {spelling.title}
+//
+// Runs every sample of tb_data/tb_input_codes.dat (one sample per line, N_IN integer codes)
+// through {top} and compares the output codes with tb_data/tb_output_codes.dat, the
+// bit-exact results of the Python interpreter. Codes are the raw bits of the fixed-point
+// ports, so the comparison is exact.
+//
+// Usage: <binary> [tb_data directory]   (default: tb_data, relative to the working directory)
+// Exit code: 0 when every output code matches; 1 on any mismatch or unreadable data.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../firmware/{top}.h"
+{spelling.includes}
+namespace {{
+
+const unsigned MAX_REPORTED = {MAX_REPORTED};  // mismatch lines printed; every mismatch is counted
+
+// Appends the codes of `path` (`width` integers per non-blank line) to `codes` and counts the lines.
+bool read_codes(const std::string &path, unsigned width, std::vector<long long> &codes, unsigned &samples) {{
+    std::ifstream file(path.c_str());
+    if (!file) {{
+        std::fprintf(stderr, "cannot open %s\\n", path.c_str());
+        return false;
+    }}
+    std::string line;
+    unsigned line_number = 0;
+    samples = 0;
+    while (std::getline(file, line)) {{
+        line_number++;
+        std::istringstream fields(line);
+        long long value = 0;
+        unsigned count = 0;
+        while (fields >> value) {{
+            codes.push_back(value);
+            count++;
+        }}
+        if (!fields.eof()) {{
+            std::fprintf(stderr, "%s:%u: not an integer code\\n", path.c_str(), line_number);
+            return false;
+        }}
+        if (count == 0) continue;  // blank line
+        if (count != width) {{
+            std::fprintf(stderr, "%s:%u: %u codes, expected %u\\n", path.c_str(), line_number, count, width);
+            return false;
+        }}
+        samples++;
+    }}
+    return true;
+}}
+
+}}  // namespace
+
+{spelling.main} {{
+    const std::string data = argc > 1 ? std::string(argv[1]) : std::string("tb_data");
+    std::vector<long long> inputs, expected;
+    unsigned n_inputs = 0, n_expected = 0;
+    if (!read_codes(data + "/tb_input_codes.dat", N_IN, inputs, n_inputs) ||
+        !read_codes(data + "/tb_output_codes.dat", N_OUT, expected, n_expected)) {{
+        {done}(1);
+    }}
+    if (n_inputs == 0 || n_inputs != n_expected) {{
+        std::fprintf(stderr, "%u input samples but %u expected outputs in %s\\n", n_inputs, n_expected, data.c_str());
+        {done}(1);
+    }}
+{streams}    unsigned mismatches = 0;
+    for (unsigned s = 0; s < n_inputs; s++) {{
+        long long got[N_OUT];
+{_call(io, design)}        for (unsigned o = 0; o < N_OUT; o++) {{
+            const long long want = expected[s * N_OUT + o];
+            if (got[o] == want) continue;
+            if (mismatches < MAX_REPORTED)
+                std::printf("mismatch: sample %u, output %u: got %lld, expected %lld\\n", s, o, got[o], want);
+            mismatches++;
+        }}
+    }}
+    if (mismatches > MAX_REPORTED) std::printf("(%u more mismatches not shown)\\n", mismatches - MAX_REPORTED);
+    std::printf("%u samples, %u mismatches\\n", n_inputs, mismatches);
+    {done}(mismatches ? 1 : 0);
+}}
+"""

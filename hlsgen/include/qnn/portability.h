@@ -1,0 +1,100 @@
+// The only backend-specific code of the kernel library: integer types, streams, pragmas.
+//
+// Select the backend with QNN_BACKEND_VITIS or QNN_BACKEND_CATAPULT (the generated
+// firmware/qnn_backend.h does). Define QNN_PLAIN_CXX when compiling with a plain C++
+// compiler (g++ for the C simulation): the HLS pragmas mean nothing there.
+#ifndef QNN_PORTABILITY_H
+#define QNN_PORTABILITY_H
+
+#if defined(QNN_BACKEND_VITIS)
+#include <ap_fixed.h>
+#include <ap_int.h>
+#include <hls_stream.h>
+#elif defined(QNN_BACKEND_CATAPULT)
+#include <ac_channel.h>
+#include <ac_fixed.h>
+#include <ac_int.h>
+#else
+#error "define QNN_BACKEND_VITIS or QNN_BACKEND_CATAPULT (see firmware/qnn_backend.h)"
+#endif
+
+#define QNN_STRINGIFY(x) #x
+#if defined(QNN_PLAIN_CXX)
+#define QNN_PRAGMA(x)
+#define QNN_LABEL(name)  // loop labels only name loops in the HLS tool's reports
+#else
+#define QNN_PRAGMA(x) _Pragma(QNN_STRINGIFY(x))
+#define QNN_LABEL(name) name:
+#endif
+
+namespace qnn {
+
+#if defined(QNN_BACKEND_VITIS)
+template <int W, bool Signed> struct int_type { typedef ap_int<W> type; };
+template <int W> struct int_type<W, false> { typedef ap_uint<W> type; };
+template <class T> using stream = hls::stream<T>;
+
+// The code (raw bits) of a fixed-point value, and back: no rounding, no scaling.
+template <class Code, class Fixed> inline Code to_code(const Fixed &value) {
+    Code code = 0;
+    code.range(Fixed::width - 1, 0) = value.range(Fixed::width - 1, 0);
+    return code;
+}
+template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
+    Fixed value = 0;
+    value.range(Fixed::width - 1, 0) = code.range(Fixed::width - 1, 0);
+    return value;
+}
+template <class T> inline T stream_read(stream<T> &s) { return s.read(); }
+template <class T> inline void stream_write(stream<T> &s, const T &value) { s.write(value); }
+
+#define QNN_PIPELINE(ii) QNN_PRAGMA(HLS PIPELINE II = ii)
+#define QNN_UNROLL QNN_PRAGMA(HLS UNROLL)
+#define QNN_INLINE QNN_PRAGMA(HLS INLINE)
+#define QNN_PARTITION(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
+#define QNN_DATAFLOW QNN_PRAGMA(HLS DATAFLOW)
+#define QNN_STREAM_DEPTH(var, n) QNN_PRAGMA(HLS STREAM variable = var depth = n)
+#define QNN_BLOCK
+#define QNN_TOP
+#define QNN_CHANNEL_STORAGE
+
+#else  // Catapult
+
+template <int W, bool Signed> struct int_type { typedef ac_int<W, Signed> type; };
+template <class T> using stream = ac_channel<T>;
+
+template <class Code, class Fixed> inline Code to_code(const Fixed &value) {
+    Code code = 0;
+    code.set_slc(0, value.template slc<Fixed::width>(0));
+    return code;
+}
+template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
+    Fixed value = 0;
+    value.set_slc(0, code.template slc<Fixed::width>(0));
+    return value;
+}
+template <class T> inline T stream_read(stream<T> &s) { return s.read(); }
+template <class T> inline void stream_write(stream<T> &s, const T &value) { s.write(value); }
+
+#define QNN_PIPELINE(ii) QNN_PRAGMA(hls_pipeline_init_interval ii)
+#define QNN_UNROLL QNN_PRAGMA(hls_unroll yes)
+#define QNN_INLINE
+#define QNN_PARTITION(var)
+#define QNN_DATAFLOW
+#define QNN_STREAM_DEPTH(var, n)
+#define QNN_BLOCK QNN_PRAGMA(hls_design)
+#define QNN_TOP QNN_PRAGMA(hls_design top)
+#define QNN_CHANNEL_STORAGE static  // Catapult keeps channels between blocks of the hierarchy static
+#endif
+
+// int_t<W, Signed>: the integer code type of W bits (ap_int/ap_uint or ac_int).
+template <int W, bool Signed> using int_t = typename int_type<W, Signed>::type;
+
+// A whole layer vector, the token of an io-stream design (one token per sample).
+template <class T, unsigned N> struct vec {
+    T data[N];
+};
+
+}  // namespace qnn
+
+#endif
