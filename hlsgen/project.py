@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -115,6 +116,37 @@ def _write_tb_data(model, directory: Path, inputs, samples: int) -> int:
     return len(inputs)
 
 
+VENDOR_INCLUDES = {
+    "vitis": ["ap_int.h", "ap_fixed.h", "hls_stream.h"],
+    "catapult": ["ac_int.h", "ac_fixed.h", "ac_channel.h"],
+}
+
+
+def cache_directory() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hawq2hls"
+
+
+def precompiled_vendor_headers(backend: str, vendor_flags: list[str]) -> list[str]:
+    """Flags that force-include a precompiled header of the vendor types (built once per machine).
+
+    Parsing ap_int.h & co. is half of every compile; a g++ precompiled header made with the
+    same flags removes it. If g++ cannot build one, compiles simply go without.
+    """
+    key = hashlib.sha256(" ".join(COMPILER + vendor_flags).encode()).hexdigest()[:16]
+    directory = cache_directory() / f"pch-{backend}-{key}"
+    header = directory / "qnn_vendor.h"
+    if not (directory / "qnn_vendor.h.gch").is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        header.write_text("".join(f"#include <{name}>\n" for name in VENDOR_INCLUDES[backend]))
+        partial = directory / f".qnn_vendor.h.gch.{os.getpid()}"
+        command = [c for c in COMPILER if c != "-shared"] + vendor_flags + ["-x", "c++-header", str(header), "-o", str(partial)]
+        if subprocess.run(command, capture_output=True).returncode != 0:
+            partial.unlink(missing_ok=True)
+            return []
+        os.replace(partial, directory / "qnn_vendor.h.gch")
+    return ["-include", str(header)]
+
+
 @dataclass
 class CompileResult:
     library: Path
@@ -144,12 +176,14 @@ class Project:
         return self._model
 
     def sources(self) -> list[Path]:
-        return [self.path / "firmware" / f"{self.top}.cpp", self.path / "bridge" / f"{self.top}_bridge.cpp"]
+        return [self.path / "bridge" / f"{self.top}_bridge.cpp"]  # it includes the firmware
 
     def compile(self, progress=None) -> CompileResult:
         """Build the shared library with g++; an unchanged project (same content hash) is not rebuilt."""
         headers = find_headers(self.metadata["backend"])
-        flags = COMPILER + [f"-isystem{d}" for d in headers.directories] + [f"-I{self.path / 'firmware'}"]
+        vendor = [f"-isystem{d}" for d in headers.directories]
+        flags = COMPILER + vendor + precompiled_vendor_headers(self.metadata["backend"], vendor) + [
+            f"-I{self.path / 'firmware'}"]
         digest = hashlib.sha256(" ".join(COMPILER).encode())
         for file in sorted((self.path / "firmware").rglob("*")) + sorted((self.path / "bridge").rglob("*")):
             if file.is_file():

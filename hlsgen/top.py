@@ -120,7 +120,8 @@ def bridge_cpp(top: str, io: str, source: str) -> str:
         result_vec_t y = out.read();
         for (unsigned o = 0; o < N_OUT; o++) y_codes[s * N_OUT + o] = qnn::to_code<result_code_t>(y.data[o]).to_int64();"""
     return f"""{HEADER.format(source=source)}// The C simulation's entry point for Python (ctypes). Not part of the hardware.
-#include "../firmware/{top}.h"
+// It includes the top function's source so g++ compiles the whole design as one unit.
+#include "../firmware/{top}.cpp"
 
 extern "C" long long qnn_predict(const long long *x_codes, long long *y_codes, long long samples) {{
 {setup}    for (long long s = 0; s < samples; s++) {{

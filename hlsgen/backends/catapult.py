@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from qonnx_ir.errors import QonnxError
@@ -58,15 +59,15 @@ STEPS = {"csim": 1, "synth": 1, "rtlsim": 0}
 _HEADER_VARIABLES = ["AC_TYPES_INCLUDE", "AC_SIMUTILS_INCLUDE"]
 
 
+@dataclass(frozen=True)
 class _Target:
-    """A technology: the `solution library add` lines and how to say it in the README."""
+    """A technology: how the README names it, and the arguments of its `solution library add` lines."""
 
-    def __init__(self, description: str, libraries: list[str]):
-        self.description = description
-        self.libraries = libraries
+    description: str
+    libraries: list[str]
 
 
-# Xilinx part prefix -> Catapult family (its library is mgc_Xilinx-<family><speed>_beh)
+# Xilinx part prefix -> Catapult family (its library is mgc_Xilinx-<family>-<speed>_beh)
 _XILINX_FAMILIES = [
     (r"xcvu\d+p", "VIRTEX-uplus"), (r"xcvu", "VIRTEX-u"), (r"xcku\d+p", "KINTEX-uplus"), (r"xcku", "KINTEX-u"),
     (r"xczu", "ZYNQ-uplus"), (r"xc7v", "VIRTEX-7"), (r"xc7k", "KINTEX-7"), (r"xc7a", "ARTIX-7"), (r"xc7z", "ZYNQ"),
@@ -100,7 +101,7 @@ def _asic_target(tech: str) -> _Target:
 
 
 def _clocks(clock_ns: float) -> str:
-    return (f"clk {{-CLOCK_PERIOD {clock_ns:g} -CLOCK_EDGE rising -CLOCK_HIGH_TIME {clock_ns / 2:g} "
+    return (f"clk {{-CLOCK_PERIOD {clock_ns:.12g} -CLOCK_EDGE rising -CLOCK_HIGH_TIME {clock_ns / 2:.12g} "
             "-CLOCK_OFFSET 0.0 -CLOCK_UNCERTAINTY 0.0 -RESET_KIND sync -RESET_SYNC_NAME rst "
             "-RESET_SYNC_ACTIVE high -RESET_ASYNC_NAME arst_n -RESET_ASYNC_ACTIVE low -ENABLE_NAME {} "
             "-ENABLE_ACTIVE high}")

@@ -15,19 +15,24 @@ def _meaning(fixed: FixedType) -> str:
             f"range [{low:.17g}, {high:.17g}]")
 
 
-def interface_markdown(spec, fixed_type, stream_type: str) -> str:
-    """The `## Interface` and `## Layers` sections; fixed_type(FixedType) spells a port type."""
+def interface_markdown(spec, fixed_type, stream_type: str, array_ports: str = "") -> str:
+    """The `## Interface` and `## Layers` sections.
+
+    fixed_type(FixedType) spells a port type; stream_type names what `qnn::stream` is;
+    array_ports says how the backend maps the arrays of an io-parallel top to ports.
+    """
     if spec.io == "parallel":
         signature = f"void {spec.top}(const input_t x[N_IN], result_t y[N_OUT]);"
-        style = ("io **parallel**: one call computes one sample; the arrays are partitioned into "
-                 f"separate ports, and the pipeline accepts a new sample every {_interval(spec)} clock cycles "
-                 "(the largest reuse factor).")
+        interval = max((layer.reuse_factor for layer in spec.layers), default=1)
+        style = (f"io **parallel**: one call computes one sample{array_ports}. The top function is "
+                 f"pipelined with initiation interval {interval} (the largest reuse factor): a new sample "
+                 f"every {interval} clock cycle{'s' if interval > 1 else ''}.")
         x_port, y_port = f"`x[{spec.n_in}]`", f"`y[{spec.n_out}]`"
     else:
         signature = f"void {spec.top}(qnn::stream<input_vec_t> &x, qnn::stream<result_vec_t> &y);"
         style = (f"io **stream**: `qnn::stream` is `{stream_type}`; one token is a whole vector "
                  "(`qnn::vec<T, N>`, elements in `.data[N]`), and one call reads one input token "
-                 "and writes one output token. The layers run as a dataflow pipeline.")
+                 "and writes one output token. The layers are concurrent stages connected by streams.")
         x_port, y_port = f"`x` (`input_vec_t` = `qnn::vec<input_t, {spec.n_in}>`)", \
             f"`y` (`result_vec_t` = `qnn::vec<result_t, {spec.n_out}>`)"
     rows = "\n".join(
@@ -57,17 +62,13 @@ its fixed-point port value without rounding. The model's real values for the sam
 
 ## Layers
 
-A reuse factor R means each multiplier is used R times per sample (fewer multipliers, R times
-the latency of that layer).
+A reuse factor R means each multiplier is used R times per sample: about R times fewer
+multipliers, and R clock cycles between samples for that layer.
 
 | layer | node | op | kernel | in → out | reuse factor |
 |-------|------|----|--------|----------|--------------|
 {rows}
 """
-
-
-def _interval(spec) -> int:
-    return max((layer.reuse_factor for layer in spec.layers), default=1)
 
 
 def gxx_command(spec, header_variables: list[str]) -> str:

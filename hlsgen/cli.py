@@ -1,0 +1,484 @@
+"""The hlsgen verbs: `qonnx hls` (write a project), `qonnx csim` (compile and run it),
+`qonnx verify` (lower, generate, compile and compare with the interpreter in one go).
+
+Entry points in pyproject.toml (`qonnx.commands`). Bad input raises QonnxError (exit 2),
+a failed comparison CheckFailed (exit 1). Given raw QONNX, `hls` and `verify` lower it first
+with `transforms.lower` and the same options as `qonnx transform`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from qonnx_ir import execute, hw
+from qonnx_ir.commands import read_npy, write_npy
+from qonnx_ir.errors import CheckFailed, QonnxError
+from qonnx_ir.model import load
+
+from .backends import BACKENDS
+from .project import IO_STYLES, Project, generate
+
+HLS_EXAMPLE = """examples:
+  qonnx hls model.onnx -o prj --backend vitis                  # raw QONNX: lowered first
+  qonnx hls model.hw.onnx -o prj --backend vitis --io stream --reuse 4 --part xcu250-figd2104-2L-e
+  qonnx hls model.hw.onnx -o prj --backend catapult --tech nangate-45nm_beh --clock-ns 10
+  qonnx hls model.onnx -o prj --backend vitis --config cfg.yaml --tb-input x.npy
+
+cfg.yaml (every key optional; layer names as in the hardware dialect, see `qonnx info`):
+  reuse_factor: 4          # every Dense layer
+  strategy: latency
+  layers:
+    dense_MatMul_1: {reuse_factor: 8}
+
+Reuse factor of a Dense layer, first that applies: its `layers:` entry, --reuse,
+the config's `reuse_factor`, the layer's `reuse_factor` attribute in the model
+(`qonnx transform --reuse`), 1.
+"""
+
+CSIM_EXAMPLE = """example:
+  qonnx hls model.onnx -o prj --backend vitis
+  qonnx csim prj --input x.npy -o y.npy            # y.npy == `qonnx run model.hw.onnx` bit for bit
+  qonnx csim prj --input x.npy -o codes.npy --codes
+
+The shared library is cached in prj/build/ under a hash of the sources: an unchanged
+project is not recompiled.
+"""
+
+VERIFY_EXAMPLE = """examples:
+  qonnx verify model.onnx                                  # both backends, both io styles
+  qonnx verify model.hw.onnx --backend vitis --io stream --samples 200
+  qonnx verify model.onnx --input x.npy -o prj/ --reuse 4  # keep the projects in prj/
+
+Exit code 0 when every build is bit-exact with qonnx_ir's interpreter, 1 otherwise.
+"""
+
+_CONFIG_KEYS = {"reuse_factor", "strategy", "layers"}
+_LAYER_KEYS = {"reuse_factor", "strategy"}
+_STRATEGIES = ("latency",)  # the one architecture the kernels implement; reuse_factor shares multipliers
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def register_hls(subparsers) -> None:
+    parser = subparsers.add_parser("hls", help="write a Vitis or Catapult HLS project from a model",
+                                   epilog=HLS_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="QONNX (lowered first) or hardware-dialect .onnx")
+    parser.add_argument("-o", "--output", required=True, help="project directory (written atomically)")
+    parser.add_argument("--backend", required=True, metavar="{vitis,catapult}", help="HLS tool")
+    parser.add_argument("--io", default="parallel", metavar="{parallel,stream}",
+                        help="top-level interface: arrays or streams (default %(default)s)")
+    parser.add_argument("--reuse", type=int, help="reuse factor of every Dense layer (see below)")
+    parser.add_argument("--config", help="YAML: reuse_factor, strategy, per-layer reuse_factor (see below)")
+    target = parser.add_argument_group("target (Vitis: --part; Catapult: --part for an FPGA or --tech for an ASIC)")
+    target.add_argument("--part", help=f"FPGA part (Vitis default {BACKENDS['vitis'].default_part})")
+    target.add_argument("--tech", help=f"Catapult ASIC library (default {BACKENDS['catapult'].default_tech})")
+    target.add_argument("--clock-ns", type=float, default=5.0, help="clock period in ns (default %(default)s)")
+    parser.add_argument("--top", default="qnn_top", help="top function name (default %(default)s)")
+    parser.add_argument("--tb-input", help="testbench inputs (.npy, N x features) instead of random U(-1, 1)")
+    parser.add_argument("--tb-samples", type=int, default=100,
+                        help="random testbench samples when no --tb-input (default %(default)s)")
+    _add_lowering_arguments(parser)
+    parser.set_defaults(func=hls_command)
+
+
+def register_csim(subparsers) -> None:
+    parser = subparsers.add_parser("csim", help="compile a project's C++ with g++ (cached) and run it",
+                                   epilog=CSIM_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("project", help="directory written by `qonnx hls`")
+    parser.add_argument("--input", required=True, help="inputs as .npy, shape (N, features)")
+    parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.npy)")
+    parser.add_argument("--codes", action="store_true", help="write integer codes instead of real values")
+    parser.set_defaults(func=csim_command)
+
+
+def register_verify(subparsers) -> None:
+    parser = subparsers.add_parser("verify", help="lower, generate, compile and compare with the interpreter",
+                                   epilog=VERIFY_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="QONNX (lowered first) or hardware-dialect .onnx")
+    parser.add_argument("--backend", default="both", metavar="{vitis,catapult,both}", help="default %(default)s")
+    parser.add_argument("--io", default="both", metavar="{parallel,stream,both}", help="default %(default)s")
+    parser.add_argument("--reuse", type=int, help="reuse factor of every Dense layer")
+    parser.add_argument("--config", help="YAML as for `qonnx hls`")
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="random inputs U(-1, 1) when no --input (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default %(default)s)")
+    parser.add_argument("--input", help="inputs (.npy, N x features) instead of random ones")
+    parser.add_argument("-o", "--output", help="keep the projects in this directory (default: a temporary one)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the lowering report")
+    _add_lowering_arguments(parser)
+    parser.set_defaults(func=verify_command)
+
+
+def _add_lowering_arguments(parser) -> None:
+    """The options of `qonnx transform` that `transforms.cli.options_from` reads (except --reuse)."""
+    from transforms import LoweringOptions
+
+    defaults = LoweringOptions()
+    group = parser.add_argument_group("lowering (raw QONNX input only; as for `qonnx transform`)")
+    group.add_argument("--input-type", default=str(defaults.input_type),
+                       help="type of an input without quantizer (default %(default)s)")
+    group.add_argument("--softmax", choices=("table", "drop"), default=defaults.softmax,
+                       help="terminal softmax: table implementation or drop it (default %(default)s)")
+    group.add_argument("--softmax-table-size", type=int, default=defaults.softmax_table_size)
+    group.add_argument("--softmax-exp-bits", type=int, default=defaults.softmax_exp_bits)
+    group.add_argument("--softmax-out-type", default=str(defaults.softmax_out_type))
+    group.add_argument("--multiplier-bits", type=int, default=defaults.multiplier_bits)
+    group.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
+    group.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared steps
+
+
+def _positive(value, what: str) -> None:
+    if value is not None and value < 1:
+        raise QonnxError(f"{what} must be >= 1 (got {value})")
+
+
+def _check_choice(value: str, choices, what: str) -> None:
+    if value not in choices:
+        raise QonnxError(f"unknown {what} {value!r} (choose {', '.join(choices)})")
+
+
+def _check_target(backend: str, part: str | None, tech: str | None) -> None:
+    if backend == "vitis" and tech:
+        raise QonnxError(f"--tech {tech!r}: Vitis targets an FPGA part, not an ASIC technology: use --part "
+                         "(or --backend catapult)")
+    if part and tech:
+        raise QonnxError("give either --part (an FPGA) or --tech (an ASIC library), not both")
+
+
+def read_config(path: str | None) -> dict:
+    """The YAML configuration, checked for unknown keys and impossible values (not yet layer names)."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise QonnxError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise QonnxError(f"{path}: cannot read it ({error})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise QonnxError(f"{path}: not valid YAML{where} ({problem})") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise QonnxError(f"{path}: expected a mapping with keys {', '.join(sorted(_CONFIG_KEYS))}")
+    _check_keys(config, _CONFIG_KEYS, f"{path}: unknown key", "")
+    _check_knobs(config, path, "")
+    layers = config.get("layers") or {}
+    if not isinstance(layers, dict):
+        raise QonnxError(f"{path}: layers must map layer names to settings, e.g. layers: {{dense_MatMul_1: {{reuse_factor: 8}}}}")
+    for name, settings in layers.items():
+        if not isinstance(settings, dict):
+            raise QonnxError(f"{path}: layers.{name} must be a mapping, e.g. {{reuse_factor: 8}}")
+        _check_keys(settings, _LAYER_KEYS, f"{path}: unknown key", f"layers.{name}.")
+        _check_knobs(settings, path, f"layers.{name}.")
+    return {**config, "layers": {str(name): settings for name, settings in layers.items()}}
+
+
+def _check_keys(mapping: dict, allowed: set, message: str, prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            raise QonnxError(f"{message} {prefix}{key} (known: {', '.join(sorted(allowed))})")
+
+
+def _check_knobs(mapping: dict, path: str, prefix: str) -> None:
+    if "reuse_factor" in mapping:
+        reuse = mapping["reuse_factor"]
+        if isinstance(reuse, bool) or not isinstance(reuse, int) or reuse < 1:
+            raise QonnxError(f"{path}: {prefix}reuse_factor must be a positive integer (got {reuse!r})")
+    if "strategy" in mapping and mapping["strategy"] not in _STRATEGIES:
+        raise QonnxError(f"{path}: {prefix}strategy {mapping['strategy']!r} is not implemented "
+                         f"(known: {', '.join(_STRATEGIES)}; reuse_factor shares multipliers)")
+
+
+def _lowered(args, progress=print, report=True):
+    """The hardware-dialect model: loaded as is, or raw QONNX lowered with the command's options."""
+    model = load(args.model)
+    if all(hw.is_hw(node) for node in model.graph.node):
+        return model, False
+    from transforms import lower
+    from transforms.cli import options_from
+
+    options = options_from(argparse.Namespace(**{**vars(args), "reuse": args.reuse or 1}))
+    progress(f"lowering {args.model} (QONNX) to the hardware dialect ...")
+    lowered, context = lower(model, options)
+    if report and context.report.lines:
+        print(context.report)
+    if not all(hw.is_hw(node) for node in lowered.graph.node):
+        left = next(node for node in lowered.graph.node if not hw.is_hw(node))
+        raise QonnxError(f"{left.op_type} was not lowered to the hardware dialect", node=left.name)
+    return lowered, True
+
+
+def reuse_config(model, config: dict, reuse: int | None, source: str = "config") -> dict:
+    """A config for `generate` naming the reuse factor of every Dense layer explicitly.
+
+    Order: the layer's entry, --reuse, the config's reuse_factor, the model's attribute, 1.
+    """
+    nodes = {node.name: node for node in model.graph.node}
+    dense = [name for name, node in nodes.items() if node.op_type == "Dense"]
+    layers = config.get("layers", {})
+    for name in layers:
+        if name not in nodes:
+            raise QonnxError(f"{source}: layer {name!r} is not in the model (Dense layers: {', '.join(dense) or 'none'})")
+        if "reuse_factor" in layers[name] and nodes[name].op_type != "Dense":
+            raise QonnxError(f"{source}: layer {name!r} is a {nodes[name].op_type}; reuse_factor applies to Dense "
+                             f"layers only ({', '.join(dense)})")
+    explicit = {}
+    for name in dense:
+        rule = [layers.get(name, {}).get("reuse_factor"), reuse, config.get("reuse_factor"),
+                hw.attribute(nodes[name], "reuse_factor"), 1]
+        explicit[name] = {"reuse_factor": int(next(r for r in rule if r is not None))}
+    return {"layers": explicit}
+
+
+def checked_inputs(x: np.ndarray, where: str, features: int) -> np.ndarray:
+    """(N, ...) inputs with `features` values per sample, finite; a one-line error otherwise."""
+    if x.ndim == 0:
+        raise QonnxError(f"{where}: a scalar, expected an array of shape (N, {features})")
+    if x.ndim == 1:
+        x = x[None, :]
+    if len(x) == 0:
+        raise QonnxError(f"{where}: holds no samples")
+    if x.size != len(x) * features:
+        raise QonnxError(f"{where}: {x.size // len(x)} values per sample, the model expects {features} "
+                         f"(shape {tuple(x.shape)})")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise QonnxError(f"{where}: holds NaN or infinite values")
+    return x
+
+
+def _features(model) -> tuple[list[int], int]:
+    shape = [int(d) for d in hw.attribute(model.graph.node[0], "in_shape", [])]
+    return shape, int(np.prod(shape)) if shape else 1
+
+
+def vendor_command(project: Path) -> str | None:
+    """The tool command the project's README gives (its first ```sh block), run from the project."""
+    readme = project / "README.md"
+    if not readme.is_file():
+        return None
+    match = re.search(r"```sh\n([^\n]+)\n", readme.read_text())
+    return f"cd {shlex.quote(str(project))} && {match.group(1).strip()}" if match else None
+
+
+def _files(project: Path) -> str:
+    """'27 files: firmware/ (18), tb_data/ (4), bridge/qnn_top_bridge.cpp, README.md, ...' (build/ not counted)."""
+    files = sorted(path.relative_to(project) for path in project.rglob("*") if path.is_file())
+    files = [file for file in files if file.parts[0] != "build"]
+    folders: dict[str, list[Path]] = {}
+    for file in files:
+        folders.setdefault(file.parts[0] if len(file.parts) > 1 else "", []).append(file)
+    listing = [f"{folder}/ ({len(inside)})" if len(inside) > 1 else str(inside[0])
+               for folder, inside in folders.items() if folder]
+    listing += [str(file) for file in folders.get("", [])]
+    return f"{len(files)} files: {', '.join(listing)}"
+
+
+def _check_output_directory(path: str) -> None:
+    if Path(path).exists() and not Path(path).is_dir():
+        raise QonnxError(f"{path} exists and is not a directory: choose another -o")
+
+
+# ---------------------------------------------------------------------------------------------
+# qonnx hls
+
+
+def hls_command(args) -> None:
+    _check_choice(args.backend, tuple(BACKENDS), "backend")
+    _check_choice(args.io, IO_STYLES, "io style")
+    _positive(args.reuse, "--reuse")
+    _positive(args.tb_samples, "--tb-samples")
+    if args.clock_ns <= 0:
+        raise QonnxError(f"--clock-ns must be positive (got {args.clock_ns:g})")
+    _check_target(args.backend, args.part, args.tech)
+    _check_output_directory(args.output)
+    config = read_config(args.config)
+    model, was_lowered = _lowered(args)
+    tb_inputs = None
+    if args.tb_input:
+        tb_inputs = checked_inputs(read_npy(args.tb_input), args.tb_input, _features(model)[1])
+    project = generate(model, args.output, backend=args.backend, io=args.io, config=reuse_config(model, config, args.reuse, args.config),
+                       part=args.part, tech=args.tech, clock_ns=args.clock_ns, top=args.top, tb_inputs=tb_inputs,
+                       tb_samples=args.tb_samples)
+    print(summary(project, was_lowered))
+
+
+def summary(project: Project, was_lowered: bool) -> str:
+    meta = project.metadata
+    backend = BACKENDS[meta["backend"]]
+    if meta["backend"] == "vitis" or meta.get("part"):
+        target = f"part {meta.get('part') or backend.default_part + ' (default)'}"
+    else:
+        target = f"technology {meta.get('tech') or backend.default_tech + ' (default)'}"
+    lines = [
+        f"wrote {project.path} ({'lowered from QONNX, ' if was_lowered else ''}backend {meta['backend']}, "
+        f"io {meta['io']}, top {meta['top']}, {target}, clock {meta['clock_ns']:g} ns)",
+        f"  interface: {meta['n_in']} x {meta['input_type']} -> {meta['n_out']} x {meta['output_type']}",
+        "  layers:",
+    ]
+    width = max(len(layer["ident"]) for layer in meta["layers"])
+    for layer in meta["layers"]:
+        reuse = f"reuse {meta['reuse'][layer['ident']]}" if layer["op"] == "Dense" else ""
+        lines.append(f"    {layer['ident']:<{width}}  {layer['op']:<8} qnn::{layer['kernel']:<24} {reuse}".rstrip())
+    lines.append(f"  {_files(project.path)}")
+    command = vendor_command(project.path)
+    lines.append(f"  run {meta['backend']}:  {command}" if command else "  run the vendor tool: see README.md (not written)")
+    lines.append(f"  C simulation: qonnx csim {shlex.quote(str(project.path))} --input x.npy -o y.npy")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# qonnx csim
+
+
+def csim_command(args) -> None:
+    project = Project(args.project)
+    x = checked_inputs(read_npy(args.input), args.input, int(project.metadata["n_in"]))
+    compiled = _compile(project, print)
+    print(_compile_line(project, compiled))
+    start = time.perf_counter()
+    y = project.predict(x, codes=args.codes)
+    seconds = time.perf_counter() - start
+    write_npy(args.output, y)
+    print(f"ran {len(x)} samples in {seconds:.3f} s ({_rate(len(x), seconds)} samples/s): "
+          f"{args.output} {tuple(y.shape)}{' (integer codes)' if args.codes else ''}")
+
+
+def _compile(project: Project, progress):
+    try:
+        return project.compile(progress=progress)
+    except FileNotFoundError as error:  # no g++ on PATH
+        raise QonnxError(f"cannot run the compiler ({error.filename}): install g++ to run the C simulation") from None
+
+
+def _compile_line(project: Project, compiled) -> str:
+    library = compiled.library.relative_to(project.path)
+    if compiled.cached:
+        return f"{project.path.name}: cached build {library} (sources unchanged), headers from {compiled.headers}"
+    return f"{project.path.name}: compiled {library} in {compiled.seconds:.1f} s, headers from {compiled.headers}"
+
+
+def _rate(samples: int, seconds: float) -> str:
+    return f"{samples / seconds:,.0f}" if seconds > 0 else "inf"
+
+
+# ---------------------------------------------------------------------------------------------
+# qonnx verify
+
+
+def verify_command(args) -> None:
+    _check_choice(args.backend, (*BACKENDS, "both"), "backend")
+    _check_choice(args.io, (*IO_STYLES, "both"), "io style")
+    backends = tuple(BACKENDS) if args.backend == "both" else (args.backend,)
+    styles = IO_STYLES if args.io == "both" else (args.io,)
+    if args.output:
+        _check_output_directory(args.output)
+    _positive(args.reuse, "--reuse")
+    _positive(args.samples, "--samples")
+    config = read_config(args.config)
+    model, was_lowered = _lowered(args, report=args.verbose)
+    shape, features = _features(model)
+    if args.input:
+        x, where = checked_inputs(read_npy(args.input), args.input, features), args.input
+    else:
+        x = np.random.default_rng(args.seed).uniform(-1, 1, (args.samples, *shape))
+        where = f"{args.samples} random inputs U(-1, 1) (seed {args.seed})"
+    generation = reuse_config(model, config, args.reuse, args.config)
+    start = time.perf_counter()
+    expected_codes = np.asarray(execute(model, x, codes=True))
+    interpreter_seconds = time.perf_counter() - start
+    expected = np.asarray(execute(model, x))
+    expected_codes = expected_codes.reshape(len(x), -1)
+    expected = expected.reshape(len(x), -1)
+
+    if args.output:
+        rows = _verify_in(Path(args.output), model, generation, backends, styles, x, expected_codes, expected)
+        kept = f"projects kept in {args.output}"
+    else:
+        with tempfile.TemporaryDirectory(prefix="qonnx-verify-") as directory:
+            rows = _verify_in(Path(directory), model, generation, backends, styles, x, expected_codes, expected)
+        kept = "projects deleted (keep them with -o DIR)"
+    print(_report(args.model, was_lowered, where, x, expected, interpreter_seconds, rows, kept))
+    failed = [row for row in rows if row["mismatches"]]
+    if failed:
+        names = ", ".join(f"{row['backend']}/{row['io']}" for row in failed)
+        raise CheckFailed(f"{len(failed)} of {len(rows)} builds differ from the interpreter: {names}")
+
+
+def _verify_in(directory: Path, model, generation, backends, styles, x, expected_codes, expected) -> list[dict]:
+    projects = []
+    for backend in backends:
+        for io in styles:
+            print(f"generating {backend}/{io} ...")
+            projects.append(generate(model, directory / f"{backend}_{io}", backend=backend, io=io, config=generation,
+                                     tb_inputs=x[:100]))
+    # g++ runs in its own process: compile the projects side by side
+    with ThreadPoolExecutor(max_workers=max(1, min(len(projects), _cpus()))) as pool:
+        compiled = list(pool.map(lambda project: _compile(project, print), projects))
+    rows = []
+    for project, result in zip(projects, compiled):
+        start = time.perf_counter()
+        codes = project.predict(x, codes=True).reshape(len(x), -1)
+        seconds = time.perf_counter() - start
+        real = project.predict(x).reshape(len(x), -1)
+        rows.append({
+            "backend": project.metadata["backend"], "io": project.metadata["io"], "compiled": result,
+            "rate": _rate(len(x), seconds), "mismatches": int(np.sum(codes != expected_codes)),
+            "max_difference": float(np.max(np.abs(real - expected))),
+        })
+    return rows
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _report(model_path, was_lowered, where, x, expected, interpreter_seconds, rows, kept) -> str:
+    outputs = expected.size
+    lines = [
+        f"verify {model_path}{' (lowered from QONNX)' if was_lowered else ''}: {where}, "
+        f"{expected.shape[1]} outputs each",
+        f"interpreter (qonnx_ir.execute): {_rate(len(x), interpreter_seconds)} samples/s",
+        f"{'backend':<9} {'io':<9} {'g++ compile':<16} {'samples/s':>10} {'mismatches':>16} {'max |difference|':>17}",
+    ]
+    for row in rows:
+        compiled = row["compiled"]
+        compile_text = "cached" if compiled.cached else f"{compiled.seconds:.1f} s"
+        mismatches = f"{row['mismatches']} / {outputs}"
+        lines.append(f"{row['backend']:<9} {row['io']:<9} {compile_text:<16} {row['rate']:>10} "
+                     f"{mismatches:>16} {row['max_difference']:>17.3g}")
+    if sum(not row["compiled"].cached for row in rows) > 1:
+        lines.append(f"(compiled side by side, up to {_cpus()} at a time: the seconds overlap)")
+    origins: dict[str, list[str]] = {}
+    for row in rows:
+        backends = origins.setdefault(row["compiled"].headers, [])
+        if row["backend"] not in backends:
+            backends.append(row["backend"])
+    lines.append("headers: " + "; ".join(f"{' and '.join(b)} from {origin}" for origin, b in origins.items()))
+    exact = sum(1 for row in rows if not row["mismatches"])
+    verdict = "bit-exact" if exact == len(rows) else "NOT bit-exact"
+    lines.append(f"result: {verdict}: {exact} of {len(rows)} builds equal the interpreter on all {outputs} outputs; {kept}")
+    return "\n".join(lines)
