@@ -190,6 +190,7 @@ def _run(args) -> dict:
     import qonnx_ir
     from qonnx_ir.cost import format_table, layer_costs
     from qonnx_ir.reference import execute_qonnx
+    from hlsgen import generate
     from transforms import lower
 
     clock = Stopwatch()
@@ -268,6 +269,20 @@ def _run(args) -> dict:
         print(f"bit-exact: NO, {mismatches} of {exact_logits.size} output elements differ from Brevitas in "
               f"float64 (max |difference| {max_difference:.3g}, lowered output shape {hw_logits.shape})")
 
+    # 6. HLS projects for both backends, and their C++ run on the test set (C simulation)
+    hls = {}
+    for backend in ("vitis", "catapult"):
+        project = generate(lowered, out / f"hls_{backend}", backend=backend, io="parallel", tb_inputs=x_test[:20])
+        compiled = project.compile()
+        csim_logits = project.predict(x_test.astype(np.float64))
+        csim_mismatches = int(np.sum(csim_logits != hw_logits))
+        hls[backend] = {"path": str(project.path), "compile_s": round(compiled.seconds, 2),
+                        "bit_exact": csim_mismatches == 0, "mismatching_elements": csim_mismatches}
+        clock.log(f"hls {backend}: {project.path}/ (g++ {compiled.seconds:.1f} s, headers from {compiled.headers}); "
+                  f"C simulation == interpreter on {csim_logits.size} outputs: "
+                  f"{'yes' if csim_mismatches == 0 else f'NO, {csim_mismatches} differ'}")
+    clock.done("hls")
+
     summary = {
         "data": {"train_samples": len(x_train), "test_samples": len(x_test), "seed": args.seed},
         "epochs": args.epochs,
@@ -278,11 +293,13 @@ def _run(args) -> dict:
         "max_abs_difference": max_difference if np.isfinite(max_difference) else None,
         "compared_elements": int(exact_logits.size),
         "export_max_abs_diff": export_report.max_abs_diff,
+        "hls": hls,
         "timings_s": {**clock.timings, "total": round(clock.elapsed(), 3)},
         "paths": {name: str(path) for name, path in paths.items()},
     }
     paths["summary.json"].write_text(json.dumps(summary, indent=2) + "\n")
-    clock.log(f"done: {out}/ (summary.json, model.onnx, model.hw.onnx, lowering_report.md, test_*.npy)")
+    clock.log(f"done: {out}/ (summary.json, model.onnx, model.hw.onnx, lowering_report.md, test_*.npy, hls_vitis/, "
+              "hls_catapult/)")
     return summary
 
 

@@ -22,6 +22,7 @@ from qonnx_ir import execute, hw
 from qonnx_ir.commands import read_npy, write_npy
 from qonnx_ir.errors import CheckFailed, QonnxError
 from qonnx_ir.model import load
+from qonnx_ir.types import FixedType
 
 from .backends import BACKENDS
 from .project import IO_STYLES, Project, generate
@@ -219,6 +220,11 @@ def _lowered(args, progress=print, report=True):
     from transforms import lower
     from transforms.cli import options_from
 
+    for option in ("input_type", "softmax_out_type"):  # say which option holds the bad type
+        try:
+            FixedType.parse(getattr(args, option))
+        except QonnxError as error:
+            raise QonnxError(f"--{option.replace('_', '-')}: {error}") from None
     options = options_from(argparse.Namespace(**{**vars(args), "reuse": args.reuse or 1}))
     progress(f"lowering {args.model} (QONNX) to the hardware dialect ...")
     lowered, context = lower(model, options)

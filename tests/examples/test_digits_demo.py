@@ -17,6 +17,7 @@ from paths import REPO
 
 DEMO = REPO / "examples" / "digits_demo.py"
 OUTPUTS = ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy", "test_y_hw.npy", "summary.json")
+PROJECTS = ("hls_vitis", "hls_catapult")
 
 
 def _import_demo():
@@ -37,7 +38,9 @@ def test_writes_every_output_under_the_output_folder(demo_run):
     out, summary = demo_run
     for name in OUTPUTS:
         assert (out / name).is_file(), name
-    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == sorted(OUTPUTS)
+    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == sorted(OUTPUTS + PROJECTS)
+    for project in PROJECTS:
+        assert (out / project / "project.json").is_file() and (out / project / "build_prj.tcl").is_file()
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
 
 
@@ -49,6 +52,14 @@ def test_lowered_graph_is_bit_exact_with_brevitas(demo_run):
     assert test_x.shape == (summary["data"]["test_samples"], 64)
     assert test_y.shape == (summary["data"]["test_samples"], 10)
     assert summary["compared_elements"] == test_y.size
+
+
+def test_both_hls_projects_compute_exactly_what_the_interpreter_computes(demo_run):
+    out, summary = demo_run
+    assert set(summary["hls"]) == {"vitis", "catapult"}
+    for backend, result in summary["hls"].items():
+        assert result["bit_exact"] is True and result["mismatching_elements"] == 0, backend
+        assert result["path"] == str(out / f"hls_{backend}")
 
 
 def test_accuracies(demo_run):
