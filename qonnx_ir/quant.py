@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto
 from qonnx.core.modelwrapper import ModelWrapper
 
 from .errors import QonnxError
+from .hw import attribute
 from .types import QONNX_ROUNDING, check_bit_width
 
 QUANT_OPS = ("Quant", "BipolarQuant")
@@ -15,14 +16,6 @@ QUANT_OPS = ("Quant", "BipolarQuant")
 def constant(model: ModelWrapper, tensor: str) -> np.ndarray | None:
     value = model.get_initializer(tensor)
     return None if value is None else np.asarray(value, dtype=np.float64)
-
-
-def attribute(node: NodeProto, name: str, default=None):
-    for attr in node.attribute:
-        if attr.name == name:
-            value = helper.get_attribute_value(attr)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
 
 
 def quant_parameters(model: ModelWrapper, node: NodeProto) -> dict:
