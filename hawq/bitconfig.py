@@ -64,7 +64,7 @@ class BitConfig:
     def save(self, path: str | os.PathLike) -> Path:
         """Write .yaml/.yml/.json (by suffix), atomically: nothing half-written on failure."""
         target = Path(path)
-        kind = _format_of(target)
+        kind = format_of(target)
         if kind == "json":
             text = json.dumps(self.as_dict(), indent=2) + "\n"
         else:
@@ -83,7 +83,7 @@ class BitConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> BitConfig:
         source = Path(path)
-        kind = _format_of(source)
+        kind = format_of(source)
         try:
             text = source.read_text()
         except FileNotFoundError:
@@ -131,7 +131,7 @@ def _check_tables(weights, activations, meta) -> None:
         raise QonnxError(f"weights and activations must name the same layers ({detail})")
 
 
-def _format_of(path: Path) -> str:
+def format_of(path: Path) -> str:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise QonnxError(f"{path}: unknown bit-configuration format (use .yaml, .yml or .json)")

@@ -78,6 +78,7 @@ class Layer:
     kernel: str = ""
     arguments: list[str] = field(default_factory=list)
     reuse_factor: int = 1
+    strategy: str = "latency"  # Dense: latency = weights in registers, resource = weights in a ROM
 
 
 def _magnitude(fixed: FixedType) -> int:
@@ -89,8 +90,8 @@ def _struct(name: str, members: list[str]) -> str:
     return f"struct {name} {{\n{body}\n}};\n"
 
 
-def build_layers(model: ModelWrapper, reuse_for) -> tuple[FixedType, list[Layer]]:
-    """(input type, layers) for every node after InputQuant; reuse_for(node_name) -> R."""
+def build_layers(model: ModelWrapper, settings_for) -> tuple[FixedType, list[Layer]]:
+    """(input type, layers) for every node after InputQuant; settings_for(node_name) -> (R, strategy)."""
     nodes = list(model.graph.node)
     if not nodes or nodes[0].op_type != "InputQuant" or not all(hw.is_hw(n) for n in nodes):
         raise QonnxError("HLS generation needs a lowered hardware-dialect graph (run qonnx transform first)")
@@ -102,7 +103,9 @@ def build_layers(model: ModelWrapper, reuse_for) -> tuple[FixedType, list[Layer]
         builder = {"Dense": _dense, "Requant": _requant, "Softmax": _softmax}.get(node.op_type)
         if builder is None:
             raise QonnxError(f"{node.op_type} has no HLS kernel", node=node.name)
-        layer = builder(model, node, ident, width, in_type, reuse_for(node.name))
+        reuse, strategy = settings_for(node.name)
+        layer = builder(model, node, ident, width, in_type, reuse)
+        layer.strategy = strategy
         layers.append(layer)
         width, in_type = layer.n_out, hw.out_tensor(node).type
     return input_type, layers

@@ -35,14 +35,23 @@ IO_STYLES = ("parallel", "stream")
 COMPILER = ["g++", "-std=c++17", "-O2", "-fPIC", "-shared", "-DQNN_PLAIN_CXX", "-Wall", "-Wextra"]
 
 
-def _reuse_rule(default: int, config: dict | None):
+STRATEGIES = ("latency", "resource")
+
+
+def _layer_rule(default: int, config: dict | None):
+    """node name -> (reuse factor, strategy), from the YAML config's global and per-layer keys."""
     layers = (config or {}).get("layers", {}) or {}
     default = int((config or {}).get("reuse_factor", default))
+    default_strategy = str((config or {}).get("strategy", "latency")).lower()
 
-    def reuse_for(node_name: str) -> int:
-        return int(layers.get(node_name, {}).get("reuse_factor", default))
+    def settings_for(node_name: str) -> tuple[int, str]:
+        layer = layers.get(node_name, {}) or {}
+        strategy = str(layer.get("strategy", default_strategy)).lower()
+        if strategy not in STRATEGIES:
+            raise QonnxError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}", node=node_name)
+        return int(layer.get("reuse_factor", default)), strategy
 
-    return reuse_for
+    return settings_for
 
 
 def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reuse: int = 1, config: dict | None = None,
@@ -56,7 +65,7 @@ def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reu
         raise QonnxError("--clock-ns must be positive")
     model = load(model)
     top = top_name(top)
-    input_type, layers = build_layers(model, _reuse_rule(reuse, config))
+    input_type, layers = build_layers(model, _layer_rule(reuse, config))
     output_type = hw.out_tensor(model.graph.node[-1]).type
     source = "model.hw.onnx"
     outdir = Path(outdir)
@@ -86,6 +95,7 @@ def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reu
             "top": top, "backend": chosen.name, "io": io, "n_in": spec.n_in, "n_out": spec.n_out,
             "input_type": str(input_type), "output_type": str(output_type), "clock_ns": clock_ns,
             "part": part, "tech": tech, "reuse": {layer.ident: layer.reuse_factor for layer in layers},
+            "strategy": {layer.ident: layer.strategy for layer in layers if layer.op == "Dense"},
             "layers": [{"ident": l.ident, "node": l.node_name, "op": l.op, "kernel": l.kernel} for l in layers],
             "files": firmware_files + [f"bridge/{top}_bridge.cpp"] + vendor_files,
         }

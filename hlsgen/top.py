@@ -59,9 +59,15 @@ void {top}({ports}) {{
 """
 
 
+def _weight_storage(layers: list[Layer]) -> list[str]:
+    """Strategy per dense layer: latency keeps weights in registers, resource in a ROM."""
+    return [f"    QNN_WEIGHTS_{'IN_ROM' if layer.strategy == 'resource' else 'IN_REGISTERS'}({layer.ident}_weights)"
+            for layer in layers if layer.op == "Dense"]
+
+
 def _parallel_body(layers: list[Layer]) -> str:
     interval = max(layer.reuse_factor for layer in layers)
-    lines = ["    QNN_PARTITION(x)", "    QNN_PARTITION(y)", f"    QNN_PIPELINE({interval})",
+    lines = ["    QNN_PARTITION(x)", "    QNN_PARTITION(y)", f"    QNN_PIPELINE({interval})"] + _weight_storage(layers) + [
              "    input_code_t codes[N_IN];", "    QNN_PARTITION(codes)",
              "    qnn::fixed_to_codes<N_IN>(x, codes);"]
     previous = "codes"
@@ -82,7 +88,7 @@ FIFO_DEPTH = 2
 
 
 def _stream_body(layers: list[Layer]) -> str:
-    lines = ["    QNN_DATAFLOW", "    QNN_CHANNEL_STORAGE qnn::stream<qnn::vec<input_code_t, N_IN> > codes;",
+    lines = ["    QNN_DATAFLOW"] + _weight_storage(layers) + ["    QNN_CHANNEL_STORAGE qnn::stream<qnn::vec<input_code_t, N_IN> > codes;",
              f"    QNN_STREAM_DEPTH(codes, {FIFO_DEPTH})", "    qnn::fixed_to_codes_stage<N_IN>(x, codes);"]
     previous = "codes"
     for layer in layers:

@@ -52,6 +52,8 @@ template <class T> inline void stream_write(stream<T> &s, const T &value) { s.wr
 #define QNN_UNROLL QNN_PRAGMA(HLS UNROLL)
 #define QNN_INLINE QNN_PRAGMA(HLS INLINE)
 #define QNN_PARTITION(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
+#define QNN_WEIGHTS_IN_REGISTERS(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
+#define QNN_WEIGHTS_IN_ROM(var) QNN_PRAGMA(HLS BIND_STORAGE variable = var type = rom_1p impl = bram)
 #define QNN_DATAFLOW QNN_PRAGMA(HLS DATAFLOW)
 #define QNN_STREAM_DEPTH(var, n) QNN_PRAGMA(HLS STREAM variable = var depth = n)
 #define QNN_BLOCK
@@ -80,6 +82,8 @@ template <class T> inline void stream_write(stream<T> &s, const T &value) { s.wr
 #define QNN_UNROLL QNN_PRAGMA(hls_unroll yes)
 #define QNN_INLINE
 #define QNN_PARTITION(var)
+#define QNN_WEIGHTS_IN_REGISTERS(var)
+#define QNN_WEIGHTS_IN_ROM(var)  // Catapult: constant arrays become ROMs by its memory mapping directives
 #define QNN_DATAFLOW
 #define QNN_STREAM_DEPTH(var, n)
 #define QNN_BLOCK QNN_PRAGMA(hls_design)
