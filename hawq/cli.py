@@ -25,6 +25,7 @@ carried for the record. `sensitivity` is implemented in `hawq.sensitivity_cli` (
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -72,17 +73,18 @@ def register_sensitivity(commands) -> None:
     parser (prog "qonnx hawq sensitivity"). It is imported only here, when the command runs,
     so `qonnx` starts without torch. It writes the traces file documented above.
     """
-    parser = commands.add_parser("sensitivity", add_help=False,
+    # no option prefix here, so "--help" and every other option reach args.argv untouched
+    parser = commands.add_parser("sensitivity", add_help=False, prefix_chars="\0",
                                  help="per-layer Hessian traces and sensitivities -> traces.json")
-    parser.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
     parser.set_defaults(func=sensitivity_command)
 
 
 def sensitivity_command(args):
     try:
-        from . import sensitivity_cli
+        sensitivity_cli = importlib.import_module("hawq.sensitivity_cli")
     except ModuleNotFoundError as error:
-        if error.name != "hawq.sensitivity_cli":
+        if error.name != "hawq.sensitivity_cli":  # the module exists but lacks a dependency: a bug
             raise
         raise QonnxError("`qonnx hawq sensitivity` is not available yet (hawq.sensitivity_cli is missing)") from None
     return sensitivity_cli.run(args)

@@ -27,7 +27,10 @@ class Headers:
 def find_headers(backend: str) -> Headers:
     variable, vendor, subfolder, wheel_folders = _SOURCES[backend]
     if os.environ.get(variable):
-        return Headers((Path(os.environ[variable]),), f"${variable}")
+        directories = [Path(os.environ[variable])]
+        if backend == "catapult" and os.environ.get("AC_SIMUTILS_INCLUDE"):  # mc_scverify.h for the testbench
+            directories.append(Path(os.environ["AC_SIMUTILS_INCLUDE"]))
+        return Headers(tuple(directories), f"${variable}")
     if os.environ.get(vendor) and (Path(os.environ[vendor]) / subfolder / _MARKER[backend]).is_file():
         return Headers((Path(os.environ[vendor]) / subfolder,), f"${vendor}/{subfolder}")
     try:

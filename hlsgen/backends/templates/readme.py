@@ -37,7 +37,7 @@ def interface_markdown(spec, fixed_type, stream_type: str, array_ports: str = ""
             f"`y` (`result_vec_t` = `qnn::vec<result_t, {spec.n_out}>`)"
     rows = "\n".join(
         f"| {layer.ident} | `{layer.node_name}` | {layer.op} | `qnn::{layer.kernel}` | {layer.n_in} → {layer.n_out} "
-        f"| {layer.reuse_factor} |"
+        f"| {layer.reuse_factor} | {layer.strategy if layer.op == 'Dense' else ''} |"
         for layer in spec.layers
     )
     return f"""## Interface
@@ -63,10 +63,11 @@ its fixed-point port value without rounding. The model's real values for the sam
 ## Layers
 
 A reuse factor R means each multiplier is used R times per sample: about R times fewer
-multipliers, and R clock cycles between samples for that layer.
+multipliers, and R clock cycles between samples for that layer. Strategy `latency` keeps a
+dense layer's weights in registers, `resource` in a ROM.
 
-| layer | node | op | kernel | in → out | reuse factor |
-|-------|------|----|--------|----------|--------------|
+| layer | node | op | kernel | in → out | reuse factor | strategy |
+|-------|------|----|--------|----------|--------------|----------|
 {rows}
 """
 
