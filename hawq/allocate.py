@@ -20,7 +20,10 @@ Tr(H)/n * ||Q_b(W) - W||^2); Omega^act_l is the optional sensitivity of its inpu
 
 A budget is absolute, or a fraction alpha in [0, 1] of the way from the all-lowest to the
 all-highest cost (HAWQ-V3: budget = low + alpha * (high - low), low/high summed per layer over
-its allowed choices). Solved exactly with HiGHS through `scipy.optimize.milp`.
+its allowed choices). Solved exactly with HiGHS through `scipy.optimize.milp`. When choices
+of a layer have equal sensitivity (free activation bits without activation sensitivities),
+a second ILP picks the cheapest of the equally good configurations, so activation bits are
+then simply the lowest ones: give `act_sensitivities` for a meaningful choice.
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ def allocate_bits(
     Bad input, an infeasible budget or no solution within `time_limit` seconds: QonnxError.
     """
     models = dict(COST_MODELS if cost_models is None else cost_models)
+    candidates = tuple(candidates)
+    act_candidates = None if act_candidates is None else tuple(act_candidates)
     problem = build_problem(sensitivities, layers, candidates=candidates, act_rule=act_rule,
                             act_candidates=act_candidates, act_sensitivities=act_sensitivities,
                             pin=pin, tie=tie, cost_models=models)
@@ -117,8 +122,9 @@ def allocate_bits(
         **budget_meta,
         "layer_sensitivity": {name: float(problem.sensitivity[l][c])
                               for l, (name, c) in enumerate(zip(problem.names, picks))},
-        "candidates": sorted({w for layer in problem.choices for w, _ in layer}),
-        "act_rule": act_rule if act_rule is None or isinstance(act_rule, str) else int(act_rule),
+        "candidates": sorted(set(candidates)),
+        "act_rule": _parse_act_rule(act_rule),
+        "act_candidates": None if act_candidates is None else sorted(set(act_candidates)),
         "pins": {name: list(value) if isinstance(value, (tuple, list)) else value
                  for name, value in (pin or {}).items()},
         "ties": [[problem.names[l] for l in group] for group in problem.ties],
@@ -323,27 +329,71 @@ def _number(value, what: str) -> float:
 def solve(problem: Problem, limits: Mapping[str, float], time_limit: float) -> tuple[list[int], str]:
     """Index of the chosen choice per layer, and the solver status as words."""
     objective = _normalised_objective(problem)
-    fixed = _structure(problem)
     upper = {kind: _row_upper(problem.costs[kind], value) for kind, value in limits.items()}
+    picks, result = _solve_within(problem, objective, limits, upper, [], time_limit)
+    if result is None or result.x is None:
+        if result is not None and result.status == 2:  # infeasible
+            raise QonnxError(_infeasible_message(problem, limits, time_limit))
+        raise QonnxError(f"no bit configuration found within the time limit of {time_limit:g} s"
+                         f"{f' ({result.message})' if result is not None else ''}; raise the time limit")
+    if result.status != 0:
+        return picks, f"not proven optimal: {result.message}"
+    if any(len(set(row)) < len(row) for row in problem.sensitivity):
+        picks = _cheapest_of_equals(problem, objective, limits, upper, picks, time_limit)
+    return picks, "optimal"
+
+
+def _solve_within(problem, objective, limits, upper, extra_rows, time_limit):
+    """(picks, result) of the ILP; (None, result) when it has no solution.
+
+    HiGHS meets constraints to a tolerance, but a budget must hold exactly: the chosen
+    configuration is checked in exact arithmetic and, if the solver overshot, the row is
+    tightened by twice the excess and the ILP solved again.
+    """
+    upper = dict(upper)
+    fixed = _structure(problem) + list(extra_rows)
     for _ in range(MAX_TIGHTENINGS):
         rows = [_budget_row(problem.costs[kind], upper[kind]) for kind in limits]
         result = _milp(objective, fixed + rows, time_limit)
         if result.x is None:
-            if result.status == 2:  # infeasible
-                raise QonnxError(_infeasible_message(problem, limits, time_limit))
-            raise QonnxError(f"no bit configuration found within the time limit of {time_limit:g} s "
-                             f"({result.message}); raise the time limit")
+            return None, result
         picks = _picks(problem, result.x)
-        # HiGHS meets constraints to a tolerance; the budget must hold exactly, so check it in
-        # exact arithmetic and tighten the row by the excess if the solver overshot.
         over = {kind: problem.total(problem.costs[kind], picks) - value for kind, value in limits.items()}
         over = {kind: excess for kind, excess in over.items() if excess > 0}
         if not over:
-            status = "optimal" if result.status == 0 else f"not proven optimal: {result.message}"
-            return picks, status
+            return picks, result
         for kind, excess in over.items():
             upper[kind] -= 2 * excess / _row_scale(problem.costs[kind])
     raise RuntimeError("the solver kept overshooting the budget; this is a bug")
+
+
+def _cheapest_of_equals(problem, objective, limits, upper, picks, time_limit) -> list[int]:
+    """Among the configurations as good as `picks`, the cheapest (summed over the budgeted costs).
+
+    Choices with equal sensitivity (free activation bits without activation sensitivities)
+    leave the ILP indifferent; without this second pass it would return any of them, e.g.
+    8-bit activations wherever the budget allows them.
+    """
+    kinds = list(limits) or list(problem.costs)
+    cheap = sum(np.concatenate([np.asarray(r, dtype=float) for r in problem.costs[kind]])
+                / max(cost_range(problem, kind)[1], 1e-300) for kind in kinds)
+    x = _one_hot(problem, picks)
+    best = float(objective @ x)
+    as_good = LinearConstraint(objective[np.newaxis, :], -np.inf, best + 1e-6 * max(1.0, best))
+    other, result = _solve_within(problem, cheap, limits, upper, [as_good], time_limit)
+    if other is None:
+        return picks
+    # accept it only if it is exactly as good in the caller's units and really cheaper
+    first, second = problem.total(problem.sensitivity, picks), problem.total(problem.sensitivity, other)
+    if second <= first + 1e-12 * abs(first) and float(cheap @ _one_hot(problem, other)) < float(cheap @ x):
+        return other
+    return picks
+
+
+def _one_hot(problem: Problem, picks: Sequence[int]) -> np.ndarray:
+    x = np.zeros(problem.offsets[-1])
+    x[[offset + c for offset, c in zip(problem.offsets, picks)]] = 1
+    return x
 
 
 def _milp(objective: np.ndarray, constraints: list[LinearConstraint], time_limit: float):

@@ -29,7 +29,10 @@ What becomes what (the quantizers are those of examples/digits_demo.py and tests
   `calibration_percentile` of the ReLU's float output) and learned in QAT; without, it is
   the runtime-statistics quantizer of the digits demo (`Uint8ActPerTensorFixedPoint`: the
   first 300 training steps collect statistics, then the scale is learned; before any
-  training the scale is 2**-bits). A ReLU after the last Linear stays a float `nn.ReLU`.
+  training the scale is 2**-bits). Beware: while it collects statistics, Brevitas' training
+  forward uses the raw statistic / 2**bits, which is NOT a power of two; only eval mode (and so
+  the export) rounds it up to one. Calibration avoids that train/eval mismatch. A ReLU after
+  the last Linear stays a float `nn.ReLU` (exact: max(0, x) of exact values).
 - A Linear whose input is not the output of a quantized activation (after a BatchNorm1d, right
   after another Linear, or the first Linear of a model that is not an `nn.Sequential`) gets a
   signed input quantizer inside the QuantLinear (`input_quant`), with
@@ -108,12 +111,13 @@ def _check_int(what: str, bits, low: int, high: int) -> int:
 def _plan(model: nn.Module, weights, activations, input_bits, input_signed, top_is_sequential):
     """Walk the leaves in registration (= forward) order; return one entry per leaf:
     (name, kind, details) with kind in linear | relu | float_relu | copy."""
-    leaves = _leaves(model)
     bre = _brevitas()
-    for name, module in leaves:
+    for name, module in model.named_modules():
         if isinstance(module, bre["QuantLayerMixin"]):
             raise QonnxError(f"apply_bits: '{name}' ({type(module).__name__}) is already a Brevitas layer; "
                              "give the float model")
+    leaves = _leaves(model)
+    for name, module in leaves:
         if not isinstance(module, SUPPORTED):
             raise QonnxError(f"apply_bits: '{name}' is a {type(module).__name__}; supported layers are "
                              f"{', '.join(t.__name__ for t in SUPPORTED)}")
@@ -138,7 +142,8 @@ def _plan(model: nn.Module, weights, activations, input_bits, input_signed, top_
     first = True
     for index, (name, module) in enumerate(leaves):
         if isinstance(module, nn.Linear):
-            entry = {"weight_bits": _check_int(f"weights[{name}]", weights[name], MIN_WEIGHT_BITS, MAX_WEIGHT_BITS)}
+            weight_bits = _check_int(f"weights[{name}]", weights[name], MIN_WEIGHT_BITS, MAX_WEIGHT_BITS)
+            entry = {"weight_bits": weight_bits}
             if not quantized:
                 signed = input_signed if first else True
                 bits = input_bits if (first and input_bits is not None) else activations[name]
@@ -184,7 +189,8 @@ def _calibrate(model: nn.Module, plan, calibration, percentile: float, input_sig
                 lambda _m, _i, out, name=name: thresholds.__setitem__(name, _percentile(out, percentile))))
         elif kind == "linear" and "input_quant" in entry and not entry["input_quant"]["model_input"]:
             hooks.append(modules[name].register_forward_pre_hook(
-                lambda _m, inputs, name=name: thresholds.__setitem__(name, _percentile(inputs[0].abs(), percentile))))
+                lambda _m, inputs, name=name: thresholds.__setitem__(
+                    name, _percentile(inputs[0].abs(), percentile))))
     was_training = model.training
     try:
         model.eval()

@@ -31,9 +31,12 @@ import math
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from qonnx_ir.errors import QonnxError
 
-from .layers import LayerShape
+if TYPE_CHECKING:  # hawq.layers imports torch: only when a command runs, not for every `qonnx`
+    from .layers import LayerShape
 
 ALLOCATE_EXAMPLE = """examples:
   qonnx hawq allocate traces.json --alpha 0.5 -o bits.yaml
@@ -152,6 +155,9 @@ def allocate_command(args) -> int:
         time_limit=_parse_number(args.time_limit, "--time-limit"))
     config.meta["traces"] = str(args.traces)
     print(format_allocation(config, layers))
+    if act_rule == "free" and act_sensitivities is None:
+        print("note: the traces have no act_sensitivity, so activation bits were chosen by cost alone "
+              "(the lowest --act-candidates width)")
     config.save(output)
     print(f"wrote {output}")
     return 0
@@ -186,6 +192,8 @@ def format_allocation(config, layers: list[LayerShape]) -> str:
 
 def read_traces(path) -> tuple[list[LayerShape], dict, dict | None, dict]:
     """(layers, sensitivities, act_sensitivities or None, meta) from a traces.json file."""
+    from .layers import LayerShape
+
     source = Path(path)
     try:
         data = json.loads(source.read_text())

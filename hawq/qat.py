@@ -15,8 +15,9 @@ lower validation loss; training stops after `patience` consecutive epochs withou
 state_dict, including Brevitas' learned scales).
 
 Deterministic for a given seed on CPU: the seed fixes the mini-batch order (a private
-torch.Generator) and torch's global RNG (dropout), forked so the caller's RNG state is unchanged. Runs on one torch thread (tiny
-MLPs train fastest that way; the caller's setting is restored).
+torch.Generator) and torch's global RNG (dropout), forked so the caller's RNG state is
+unchanged. Runs on one torch thread (tiny MLPs train fastest that way; the caller's setting is
+restored).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def train_qat(model: nn.Module, train_data, val_data=None, *, epochs: int = 30, 
                         loss = (1 - distill_weight) * loss + distill_weight * temperature ** 2 * kl
                     loss.backward()
                     optimizer.step()
-                    total += float(loss) * len(y)
+                    total += float(loss.detach()) * len(y)
                     count += len(y)
                 history["loss"].append(total / max(count, 1))
                 history["epochs_run"] = epoch + 1

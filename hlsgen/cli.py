@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from qonnx_ir.model import load
 from qonnx_ir.types import FixedType
 
 from .backends import BACKENDS
-from .project import IO_STYLES, Project, generate
+from .project import COMPILER, IO_STYLES, STRATEGIES, Project, generate
 
 HLS_EXAMPLE = """examples:
   qonnx hls model.onnx -o prj --backend vitis                  # raw QONNX: lowered first
@@ -35,9 +36,9 @@ HLS_EXAMPLE = """examples:
 
 cfg.yaml (every key optional; layer names as in the hardware dialect, see `qonnx info`):
   reuse_factor: 4          # every Dense layer
-  strategy: latency
+  strategy: latency        # or resource: weights in a ROM instead of registers
   layers:
-    dense_MatMul_1: {reuse_factor: 8}
+    dense_MatMul_1: {reuse_factor: 8, strategy: resource}
 
 Reuse factor of a Dense layer, first that applies: its `layers:` entry, --reuse,
 the config's `reuse_factor`, the layer's `reuse_factor` attribute in the model
@@ -63,7 +64,7 @@ Exit code 0 when every build is bit-exact with qonnx_ir's interpreter, 1 otherwi
 
 _CONFIG_KEYS = {"reuse_factor", "strategy", "layers"}
 _LAYER_KEYS = {"reuse_factor", "strategy"}
-_STRATEGIES = ("latency",)  # the one architecture the kernels implement; reuse_factor shares multipliers
+_STRATEGIES = STRATEGIES  # latency: weights in registers; resource: weights in a ROM (reuse_factor shares multipliers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,10 +373,9 @@ def csim_command(args) -> None:
 
 
 def _compile(project: Project, progress):
-    try:
-        return project.compile(progress=progress)
-    except FileNotFoundError as error:  # no g++ on PATH
-        raise QonnxError(f"cannot run the compiler ({error.filename}): install g++ to run the C simulation") from None
+    if shutil.which(COMPILER[0]) is None:
+        raise QonnxError(f"{COMPILER[0]} is not on PATH: install it to run the C simulation")
+    return project.compile(progress=progress)
 
 
 def _compile_line(project: Project, compiled) -> str:
@@ -439,9 +439,15 @@ def _verify_in(directory: Path, model, generation, backends, styles, x, expected
             print(f"generating {backend}/{io} ...")
             projects.append(generate(model, directory / f"{backend}_{io}", backend=backend, io=io, config=generation,
                                      tb_inputs=x[:100]))
-    # g++ runs in its own process: compile the projects side by side
-    with ThreadPoolExecutor(max_workers=max(1, min(len(projects), _cpus()))) as pool:
-        compiled = list(pool.map(lambda project: _compile(project, print), projects))
+    # g++ runs in its own process: the backends compile side by side, each backend's projects
+    # one after the other (they share one precompiled vendor header, built by the first)
+    chains: dict[str, list[Project]] = {}
+    for project in projects:
+        chains.setdefault(project.metadata["backend"], []).append(project)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(chains), _cpus()))) as pool:
+        done = pool.map(lambda chain: [(p.path, _compile(p, print)) for p in chain], chains.values())
+        results = dict(pair for chain in done for pair in chain)
+    compiled = [results[project.path] for project in projects]
     rows = []
     for project, result in zip(projects, compiled):
         start = time.perf_counter()
@@ -476,8 +482,8 @@ def _report(model_path, was_lowered, where, x, expected, interpreter_seconds, ro
         mismatches = f"{row['mismatches']} / {outputs}"
         lines.append(f"{row['backend']:<9} {row['io']:<9} {compile_text:<16} {row['rate']:>10} "
                      f"{mismatches:>16} {row['max_difference']:>17.3g}")
-    if sum(not row["compiled"].cached for row in rows) > 1:
-        lines.append(f"(compiled side by side, up to {_cpus()} at a time: the seconds overlap)")
+    if len({row["backend"] for row in rows if not row["compiled"].cached}) > 1 and _cpus() > 1:
+        lines.append("(the two backends compiled side by side: their seconds overlap)")
     origins: dict[str, list[str]] = {}
     for row in rows:
         backends = origins.setdefault(row["compiled"].headers, [])

@@ -7,6 +7,7 @@ when complete, so a failure never leaves half a project.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -69,8 +70,11 @@ def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reu
     output_type = hw.out_tensor(model.graph.node[-1]).type
     source = "model.hw.onnx"
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise QonnxError(f"{outdir} is a file: choose a directory for -o")
     if outdir.exists() and not (outdir / "project.json").is_file() and any(outdir.iterdir()):
         raise QonnxError(f"{outdir} exists and is not a generated project: choose another -o")
+    created = next((p for p in [*reversed(outdir.parents)] if not p.exists()), None)  # removed again on failure
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
@@ -101,10 +105,14 @@ def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reu
         }
         (staging / "project.json").write_text(json.dumps(metadata, indent=2) + "\n")
         if outdir.exists():
+            if (outdir / "build").is_dir():  # keep compiled libraries: the cache is keyed by content
+                (outdir / "build").rename(staging / "build")
             shutil.rmtree(outdir)
         staging.rename(outdir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     return Project(outdir)
 
@@ -142,19 +150,30 @@ def precompiled_vendor_headers(backend: str, vendor_flags: list[str]) -> list[st
     Parsing ap_int.h & co. is half of every compile; a g++ precompiled header made with the
     same flags removes it. If g++ cannot build one, compiles simply go without.
     """
-    key = hashlib.sha256(" ".join(COMPILER + vendor_flags).encode()).hexdigest()[:16]
+    content = "".join(f"#include <{name}>\n" for name in VENDOR_INCLUDES[backend])
+    key = hashlib.sha256((" ".join(COMPILER + vendor_flags) + content).encode()).hexdigest()[:16]
     directory = cache_directory() / f"pch-{backend}-{key}"
     header = directory / "qnn_vendor.h"
-    if not (directory / "qnn_vendor.h.gch").is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        header.write_text("".join(f"#include <{name}>\n" for name in VENDOR_INCLUDES[backend]))
-        partial = directory / f".qnn_vendor.h.gch.{os.getpid()}"
-        command = [c for c in COMPILER if c != "-shared"] + vendor_flags + ["-x", "c++-header", str(header), "-o", str(partial)]
-        if subprocess.run(command, capture_output=True).returncode != 0:
-            partial.unlink(missing_ok=True)
-            return []
-        os.replace(partial, directory / "qnn_vendor.h.gch")
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:  # one builder at a time, across threads and processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / "qnn_vendor.h.gch").is_file():
+            _write_atomically(header, content)
+            handle, partial = tempfile.mkstemp(prefix=".qnn_vendor.", suffix=".gch", dir=directory)
+            os.close(handle)
+            command = [c for c in COMPILER if c != "-shared"] + vendor_flags + ["-x", "c++-header", str(header), "-o", partial]
+            if subprocess.run(command, capture_output=True).returncode != 0:
+                os.unlink(partial)
+                return []
+            os.replace(partial, directory / "qnn_vendor.h.gch")
     return ["-include", str(header)]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+    os.replace(partial, path)
 
 
 @dataclass
@@ -208,15 +227,19 @@ class Project:
         library.parent.mkdir(exist_ok=True)
         if progress:
             progress(f"compiling {self.path.name} with g++ (headers from {headers.origin}) ...")
+        if shutil.which(COMPILER[0]) is None:
+            raise QonnxError(f"{COMPILER[0]} not found: install a C++17 compiler to run the C simulation")
         start = time.perf_counter()
-        partial = library.with_suffix(".so.partial")
+        handle, partial_name = tempfile.mkstemp(prefix=f".{library.name}.", suffix=".partial", dir=library.parent)
+        os.close(handle)
+        partial = Path(partial_name)
         command = flags + [str(s) for s in self.sources()] + ["-o", str(partial)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             partial.unlink(missing_ok=True)
             first = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip()[:300])
             raise QonnxError(f"g++ failed on {self.path}: {first}")
-        partial.rename(library)
+        os.replace(partial, library)
         self.last_compile = CompileResult(library, time.perf_counter() - start, False, headers.origin)
         self.compiler_warnings = result.stderr
         return self.last_compile

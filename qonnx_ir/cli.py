@@ -17,13 +17,21 @@ from .errors import CheckFailed, QonnxError
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are bad input too: one line, exit code 2 (contract 6)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="qonnx",
         description="PyTorch/Brevitas -> QONNX -> exact fixed-point hardware dialect -> HLS.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     for entry in sorted(entry_points(group="qonnx.commands"), key=lambda e: e.name):
         try:
             register = entry.load()
@@ -44,7 +52,10 @@ def _unavailable(verb: str, error: ImportError):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2, already printed in one line)
+        return int(exit_.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -57,10 +57,14 @@ def options_from(args) -> LoweringOptions:
             raise QonnxError(f"--{name.replace('_', '-')} must be >= 1")
     if args.softmax_table_size < 4:
         raise QonnxError("--softmax-table-size must be >= 4")
+    try:
+        input_type, softmax_out_type = FixedType.parse(args.input_type), FixedType.parse(args.softmax_out_type)
+    except QonnxError as error:
+        raise QonnxError(f"--input-type/--softmax-out-type: {error}") from None
     return LoweringOptions(
-        input_type=FixedType.parse(args.input_type), softmax=args.softmax,
+        input_type=input_type, softmax=args.softmax,
         softmax_table_size=args.softmax_table_size, softmax_exp_bits=args.softmax_exp_bits,
-        softmax_out_type=FixedType.parse(args.softmax_out_type), multiplier_bits=args.multiplier_bits,
+        softmax_out_type=softmax_out_type, multiplier_bits=args.multiplier_bits,
         threshold_max_bits=args.threshold_max_bits, output_frac_bits=args.output_frac_bits,
         reuse_factor=args.reuse,
     )

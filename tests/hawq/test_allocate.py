@@ -204,6 +204,19 @@ def test_pins_outside_candidates_and_fixed_activations():
     assert all(offset.activations[n] == offset.weights[n] + 2 for n in offset.weights)
 
 
+def test_free_activations_without_sensitivity_take_the_cheapest_width():
+    """Equal sensitivities leave the ILP indifferent; the tie-break picks the cheapest."""
+    layers = [LayerShape("fc1", 16, 32), LayerShape("fc2", 32, 32), LayerShape("fc3", 32, 5)]
+    sens = {l.name: {b: 4.0 ** -b for b in range(2, 9)} for l in layers}
+    config = allocate_bits(sens, layers, alpha=0.7, act_rule="free", act_candidates=(3, 4, 8))
+    assert set(config.activations.values()) == {3}
+    # with activation sensitivities the activation bits follow them
+    act_sens = {l.name: {3: 1.0, 4: 0.5, 8: 0.0} for l in layers}
+    config = allocate_bits(sens, layers, alpha=1.0, act_rule="free", act_candidates=(3, 4, 8),
+                           act_sensitivities=act_sens)
+    assert set(config.activations.values()) == {8}
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"budget": 10, "alpha": 0.5}, "not both"),
     ({"alpha": 1.5}, r"\[0, 1\]"),

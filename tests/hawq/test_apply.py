@@ -28,6 +28,15 @@ WEIGHTS = {"0": 3, "2": 6, "4": 8}
 ACTIVATIONS = {"0": 8, "2": 4, "4": 6}  # bits of each Linear's INPUT activation
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: more threads only contend on this busy 2-core machine (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def float_mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 5))
@@ -51,7 +60,7 @@ def lowered_equals_brevitas_float64(model: nn.Module, x: np.ndarray, tmp_path) -
     reference = getattr(reference, "value", reference).numpy()
     assert hardware.shape == reference.shape
     assert np.array_equal(hardware, reference), f"max |difference| {np.abs(hardware - reference).max()}"
-    assert len(np.unique(reference.argmax(axis=1))) > 1  # not a degenerate constant network
+    assert len(np.unique(reference, axis=0)) > len(x) // 2  # not a degenerate, constant network
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +87,7 @@ def test_configured_bit_widths(quantized):
     assert int(modules["1"].act_quant.bit_width()) == ACTIVATIONS["2"]  # ReLU bits = next layer's input bits
     assert int(modules["3"].act_quant.bit_width()) == ACTIVATIONS["4"]
     for quantizer in (modules["input_quant"], modules["1"], modules["3"]):
-        scale = float(quantizer.act_quant.scale())
+        scale = float(quantizer.act_quant.scale().detach())
         assert scale == 2.0 ** round(np.log2(scale))  # powers of two everywhere
 
 
@@ -86,13 +95,16 @@ def test_weights_stay_close_to_the_float_weights(quantized):
     model, _, qmodel = quantized
     for name, layer in quantizable_layers(qmodel).items():
         w = dict(model.named_modules())[name].weight.detach()
-        qw = layer.quant_weight()
-        scale, bits = float(qw.scale), WEIGHTS[name]
+        with torch.no_grad():
+            qw = layer.quant_weight()
+        scale, bits = float(qw.scale.detach()), WEIGHTS[name]
         assert scale == 2.0 ** round(np.log2(scale))
         assert torch.equal(qw.value, quantize_weight(w, bits))  # the sensitivity's Q_b is this quantizer
-        inside = w.abs() <= (2 ** (bits - 1) - 1) * scale  # not clipped
-        assert inside.float().mean() > 0.9
+        limit = (2 ** (bits - 1) - 1) * scale  # narrow range: max |Wq| = P - s, P = 2**(bits-1) * s
+        inside = w.abs() <= limit
         assert float((qw.value - w).abs()[inside].max()) <= scale / 2
+        assert torch.equal(qw.value[~inside].abs(), torch.full_like(w[~inside], limit))  # clipped: saturated
+        assert float(w.abs().max()) <= 2 ** (bits - 1) * scale  # P = 2**ceil(log2 max|w|)
         assert torch.equal(layer.bias.detach(), dict(model.named_modules())[name].bias.detach())
 
 
@@ -211,7 +223,7 @@ def test_qat_improves_accuracy(trained, digits):
     assert history["epochs_run"] == 5 and len(history["loss"]) == len(history["val_accuracy"]) == 5
     assert history["loss"][-1] < history["loss"][0]
     assert after == history["best_val_accuracy"] == max(history["val_accuracy"])
-    assert torch.get_num_threads() >= 1 and not model.training
+    assert not model.training
 
 
 def test_trained_model_is_still_bit_exact(trained, digits, tmp_path):
@@ -230,29 +242,39 @@ def test_early_stopping_stops_at_the_patience_and_restores_the_best(digits):
     assert history["epochs_run"] == 4 and len(history["val_loss"]) == 4
     assert torch.get_num_threads() == threads
 
-    # With training: whenever it stops early, it stopped `patience` epochs after the best one,
-    # and the restored weights score the best validation accuracy.
+    # With training (a small, noisy run that is known to stop early, deterministically): it
+    # stops `patience` epochs after the best one and restores the best epoch's weights.
     model = digits_quantized(x_train, seed=1)
-    history = train_qat(model, (x_train[:300], y_train[:300]), (x_val, y_val), epochs=12, lr=1e-2,
-                        batch_size=32, patience=2, progress=False)
-    if history["stopped_early"]:
-        assert history["epochs_run"] == history["best_epoch"] + 1 + 2
-    assert accuracy(model, x_val, y_val) == history["best_val_accuracy"]
+    history = train_qat(model, (x_train[:150], y_train[:150]), (x_val, y_val), epochs=10, lr=5e-2,
+                        batch_size=50, patience=2, progress=False)
+    assert history["stopped_early"] and history["best_epoch"] < history["epochs_run"] - 1
+    assert history["epochs_run"] == history["best_epoch"] + 1 + 2
+    assert accuracy(model, x_val, y_val) == history["best_val_accuracy"] != history["val_accuracy"][-1]
 
 
 def test_qat_is_deterministic_and_distillation_runs(digits):
     x_train, x_val, y_train, y_val = digits
     teacher = digits_float_model(5)
-    train_qat(teacher, (x_train, y_train), epochs=3, lr=1e-2, progress=False)  # a float teacher, no val data
+    train_qat(teacher, (x_train, y_train), epochs=3, lr=1e-2, progress=False)  # float model, no val data
+    assert accuracy(teacher, x_val, y_val) > 0.7
     runs = []
     for _ in range(2):
         student = digits_quantized(x_train, seed=2)
         rng_before = torch.get_rng_state()
-        runs.append(train_qat(student, (x_train, y_train), (x_val, y_val), epochs=2, teacher=teacher,
+        runs.append(train_qat(student, (x_train, y_train), (x_val, y_val), epochs=2, lr=1e-2, teacher=teacher,
                               distill_weight=0.7, temperature=3.0, seed=11, progress=False))
         assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is untouched
     assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["val_accuracy"] == runs[1]["val_accuracy"]
-    assert all(np.isfinite(runs[0]["loss"])) and runs[0]["val_accuracy"][-1] > 0.3
-    assert not teacher.training or True
+    assert all(np.isfinite(runs[0]["loss"])) and runs[0]["val_accuracy"][1] > runs[0]["val_accuracy"][0]
+    assert not teacher.training
     with pytest.raises(ValueError, match="teacher"):
         train_qat(student, (x_train, y_train), distill_weight=0.5, progress=False)
+
+
+def test_distillation_loss_is_zero_against_an_identical_teacher(digits):
+    """loss = (1-a) CE + a T^2 KL: with a = 1 and the student's own copy as teacher, KL = 0."""
+    x_train, _, y_train, _ = digits
+    student = digits_quantized(x_train, seed=3)
+    history = train_qat(student, (x_train, y_train), epochs=1, lr=0.0, teacher=copy.deepcopy(student).eval(),
+                        distill_weight=1.0, progress=False)
+    assert abs(history["loss"][0]) < 1e-6 and history["best_epoch"] is None

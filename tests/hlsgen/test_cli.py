@@ -1,7 +1,7 @@
 """The hlsgen verbs through `qonnx_ir.cli.main`: hls, csim, verify.
 
-g++ builds take seconds each, so only five tests compile (csim, two verify runs, the hostile
-names, and nothing else); everything else checks what is written or refused.
+g++ builds take seconds each, so only four tests compile (csim, two verify runs, the hostile
+names); everything else checks what is written or refused.
 """
 
 from __future__ import annotations
@@ -71,9 +71,7 @@ def catapult_project(work) -> Path:
 
 @pytest.mark.parametrize("verb", ["hls", "csim", "verify"])
 def test_help_shows_an_example(verb, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main([verb, "--help"])
-    assert exit_.value.code == 0
+    assert main([verb, "--help"]) == 0
     out = capsys.readouterr().out
     assert "example" in out and f"qonnx {verb} " in out
 

@@ -1,0 +1,236 @@
+"""hawq.hessian: Hutchinson block traces and power-iteration top eigenvalues.
+
+(a) models whose weight-block Hessians are known in closed form (MSE, linear in each weight);
+(b) PyHessian's whole-model trace as an independent reference (bias-free model, so the
+    whole-model trace is exactly the sum of the weight-block traces);
+(c) a DataLoader equals the concatenated batch; the model is left untouched; stopping rule.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from hawq.hessian import TraceEstimate, hessian_traces, top_eigenvalues
+from qonnx_ir.errors import QonnxError
+
+
+def hutchinson_sd(h: np.ndarray) -> float:
+    """Standard deviation of one Rademacher sample v^T H v: sqrt(2 * sum_{i != j} H_ij^2)."""
+    return math.sqrt(2.0 * ((h ** 2).sum() - (np.diag(h) ** 2).sum()))
+
+
+def check_trace(est: TraceEstimate, exact: float, h: np.ndarray) -> None:
+    assert abs(est.trace - exact) <= 0.02 * abs(exact), (est, exact)
+    assert abs(est.trace - exact) <= 4 * est.std_error, (est, exact)
+    # the reported standard error is the per-probe spread / sqrt(probes): compare the spread
+    # with its exact value (sample sd of >= 256 samples: well within 25 %)
+    assert est.probes >= 256
+    assert est.std_error * math.sqrt(est.probes) == pytest.approx(hutchinson_sd(h), rel=0.25)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) analytic Hessians
+
+
+def correlated_inputs(n: int, d: int, gen: torch.Generator, mixing: float = 0.3) -> torch.Tensor:
+    mix = torch.eye(d, dtype=torch.float64) + mixing * torch.randn(d, d, generator=gen, dtype=torch.float64)
+    return torch.randn(n, d, generator=gen, dtype=torch.float64) @ mix
+
+
+def test_single_linear_mse_matches_closed_form():
+    # L(W, b) = 1/(N*out) * sum_n ||W x_n + b - y_n||^2  (nn.MSELoss(reduction='mean') averages
+    # over all N*out entries). L is quadratic in W with d2L/dW_ij dW_kl = 2/(N*out) delta_ik
+    # sum_n x_nj x_nl, i.e. H_W = 2/(N*out) * kron(I_out, X^T X) (W flattened row-major):
+    #   Tr(H_W) = 2/(N*out) * out * ||X||_F^2 = 2/N * ||X||_F^2,
+    #   lambda_max(H_W) = 2/(N*out) * lambda_max(X^T X).
+    # The bias is excluded from the block (cross terms W-b do not enter).
+    gen = torch.Generator().manual_seed(1)
+    n, d_in, d_out = 400, 6, 3
+    x = correlated_inputs(n, d_in, gen)
+    y = torch.randn(n, d_out, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(d_in, d_out).double()
+    loss = torch.nn.MSELoss()
+
+    xtx = (x.T @ x).numpy()
+    c = 2.0 / (n * d_out)
+    h = c * np.kron(np.eye(d_out), xtx)
+    exact_trace = 2.0 / n * float((x ** 2).sum())
+    assert exact_trace == pytest.approx(np.trace(h))
+    exact_top = c * np.linalg.eigvalsh(xtx)[-1]
+
+    est = hessian_traces(model, loss, (x, y), rel_tol=0.005, max_probes=4096, progress=False)
+    assert list(est) == [""]  # the model itself is the Linear: its qualified name is ""
+    check_trace(est[""], exact_trace, h)
+    assert est[""].n_params == d_in * d_out
+    assert est[""].mean_diagonal == pytest.approx(est[""].trace / (d_in * d_out))
+
+    top = top_eigenvalues(model, loss, (x, y), iters=500, tol=1e-8, progress=False)
+    assert top[""] == pytest.approx(exact_top, rel=0.01)
+
+
+def test_two_linear_layers_match_closed_form():
+    # z_n = W2 W1 x_n (no bias, no activation), L = 1/(N*out) sum_n ||z_n - y_n||^2 (MSELoss).
+    # Each block is exact quadratic in its own weight:
+    #   W2 block (input A = X W1^T, N x h): H_2 = 2/(N*out) kron(I_out, A^T A)
+    #       Tr = 2/N ||X W1^T||_F^2,   lambda_max = 2/(N*out) lambda_max(A^T A)
+    #   W1 block (dz_n/dW1_jk = W2[:, j] x_nk): H_1 = 2/(N*out) kron(W2^T W2, X^T X)
+    #       Tr = 2/(N*out) ||W2||_F^2 ||X||_F^2,   lambda_max = 2/(N*out) l_max(W2^T W2) l_max(X^T X)
+    gen = torch.Generator().manual_seed(2)
+    n, d_in, hidden, d_out = 400, 6, 4, 16  # per-probe relative spread ~0.2 and ~0.12
+    x = correlated_inputs(n, d_in, gen, 0.2)
+    y = torch.randn(n, d_out, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(d_in, hidden, bias=False),
+                                torch.nn.Linear(hidden, d_out, bias=False)).double()
+    w1, w2 = model[0].weight.detach().numpy(), model[1].weight.detach().numpy()
+    xn = x.numpy()
+    a = xn @ w1.T
+    c = 2.0 / (n * d_out)
+    h1 = c * np.kron(w2.T @ w2, xn.T @ xn)
+    h2 = c * np.kron(np.eye(d_out), a.T @ a)
+    exact = {"0": c * (w2 ** 2).sum() * (xn ** 2).sum(), "1": 2.0 / n * (a ** 2).sum()}
+    assert exact["0"] == pytest.approx(np.trace(h1)) and exact["1"] == pytest.approx(np.trace(h2))
+    exact_top = {"0": c * np.linalg.eigvalsh(w2.T @ w2)[-1] * np.linalg.eigvalsh(xn.T @ xn)[-1],
+                 "1": c * np.linalg.eigvalsh(a.T @ a)[-1]}
+
+    est = hessian_traces(model, torch.nn.MSELoss(), (x, y), rel_tol=0.005, max_probes=4096, progress=False)
+    check_trace(est["0"], exact["0"], h1)
+    check_trace(est["1"], exact["1"], h2)
+
+    top = top_eigenvalues(model, torch.nn.MSELoss(), (x, y), iters=500, tol=1e-8, progress=False)
+    for name in exact_top:
+        assert top[name] == pytest.approx(exact_top[name], rel=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) PyHessian's whole-model trace
+
+
+def test_sum_of_block_traces_matches_pyhessian():
+    hessian_mod = pytest.importorskip("pyhessian").hessian
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 5, bias=False))
+    x = torch.randn(256, 16)
+    y = torch.randint(0, 5, (256,))
+    loss = torch.nn.CrossEntropyLoss()
+
+    ours = hessian_traces(model, loss, (x, y), rel_tol=0.0, max_probes=512, progress=False)
+    total = sum(e.trace for e in ours.values())
+    se_total = math.sqrt(sum(e.std_error ** 2 for e in ours.values()))  # independent probes
+
+    # PyHessian: every parameter requiring grad (here exactly the two weights), maxIter probes
+    # (tol=0 never stops early); trace() returns the per-probe samples v^T H v.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # backward(create_graph=True) reference-cycle warning
+        h = hessian_mod(model, loss, data=(x, y), cuda=False)
+        assert len(h.params) == 2
+        samples = np.array(h.trace(maxIter=512, tol=0.0))
+    model.zero_grad(set_to_none=True)
+    assert len(samples) == 512
+    ref, se_ref = samples.mean(), samples.std(ddof=1) / math.sqrt(len(samples))
+
+    assert abs(total - ref) <= 3 * math.sqrt(se_total ** 2 + se_ref ** 2), (total, se_total, ref, se_ref)
+    # block probes have no cross-layer terms, so their estimate is the sharper one here
+    assert se_total < se_ref
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) data handling, model left untouched, stopping rule
+
+
+def mlp(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(16, 24), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                               torch.nn.Linear(24, 12), torch.nn.ReLU(), torch.nn.Linear(12, 5))
+
+
+def data(n: int = 300, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 16, generator=gen), torch.randint(0, 5, (n,), generator=gen)
+
+
+def test_loader_equals_concatenated_batch_and_model_untouched():
+    model = mlp()
+    model.train()
+    model[3].bias.requires_grad_(False)  # a frozen parameter must stay frozen
+    flags = [p.requires_grad for p in model.parameters()]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = data()
+    # uneven last batch (300 = 8 * 37 + 4): the weighting by batch size matters
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=37)
+    loss = torch.nn.CrossEntropyLoss()
+
+    kw = dict(rel_tol=0.0, max_probes=40, batch_probes=16, progress=False)
+    whole = hessian_traces(model, loss, (x, y), **kw)
+    split = hessian_traces(model, loss, loader, **kw)
+    assert list(whole) == ["0", "3", "5"]
+    for name in whole:
+        assert split[name].probes == whole[name].probes == 40  # 16 + 16 + 8
+        assert split[name].trace == pytest.approx(whole[name].trace, rel=1e-4, abs=1e-7)
+        assert split[name].std_error == pytest.approx(whole[name].std_error, rel=1e-4, abs=1e-7)
+
+    top_whole = top_eigenvalues(model, loss, (x, y), iters=30, progress=False)
+    top_split = top_eigenvalues(model, loss, loader, iters=30, progress=False)
+    for name in top_whole:
+        assert top_split[name] == pytest.approx(top_whole[name], rel=1e-4)
+
+    # one layer alone: the same probes as in the full run (they depend on (seed, name) only)
+    alone = hessian_traces(model, loss, (x, y), layers=["3"], **kw)
+    assert list(alone) == ["3"]
+    assert alone["3"].trace == pytest.approx(whole["3"].trace, rel=1e-5)
+
+    assert model.training and all(m.training for m in model.modules())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    # eval mode inside: with dropout active the two runs above could not agree; also the
+    # mixed modes of submodules come back as they were
+    model.eval()
+    model[2].train()
+    hessian_traces(model, loss, (x, y), max_probes=4, progress=False)
+    assert [m.training for m in model.modules()] == [False, False, False, True, False, False, False]
+
+
+def test_stopping_rule():
+    model = mlp(1)
+    x, y = data(200, 1)
+    loss = torch.nn.CrossEntropyLoss()
+    est = hessian_traces(model, loss, (x, y), rel_tol=0.1, min_probes=16, batch_probes=8,
+                         max_probes=200, progress=False)
+    early = 0
+    for e in est.values():
+        assert 16 <= e.probes <= 200
+        assert e.probes % 8 == 0
+        if e.probes < 200:
+            early += 1
+            assert e.relative_error < 0.1
+            assert e.std_error / abs(e.trace) < 0.1
+    assert early >= 1  # the rule did fire (the layers' per-probe spreads differ a lot)
+
+    # rel_tol=0 never stops early; the last batch is cut to reach exactly max_probes
+    est = hessian_traces(model, loss, (x, y), rel_tol=0.0, min_probes=4, batch_probes=8, max_probes=20,
+                         progress=False)
+    assert all(e.probes == 20 for e in est.values())
+
+
+def test_bad_input():
+    model = mlp()
+    x, y = data(10)
+    loss = torch.nn.CrossEntropyLoss()
+    with pytest.raises(QonnxError, match="no quantizable layer named 'nope'"):
+        hessian_traces(model, loss, (x, y), layers=["nope"], progress=False)
+    with pytest.raises(QonnxError, match="max_probes"):
+        hessian_traces(model, loss, (x, y), max_probes=0, progress=False)
+    with pytest.raises(QonnxError, match="no samples"):
+        hessian_traces(model, loss, [], progress=False)
+    with pytest.raises(QonnxError, match="no nn.Linear"):
+        top_eigenvalues(torch.nn.ReLU(), loss, (x, y), progress=False)
