@@ -85,12 +85,12 @@ def hawq_entries(sens: Mapping, layers: Sequence[LayerShape], budgets: Sequence[
         if kind == "alpha":
             config = allocate_bits(sens, layers, alpha=value, candidates=candidates, act_rule=act_rule,
                                    **(allocate_options or {}))
-            name, label = f"hawq_a{value:.3g}", f"HAWQ α={value:.3g}"
+            name, label = f"hawq_a{value:.3g}", f" (α={value:.3g})"
         else:
             config = allocate_bits(sens, layers, budget=value, budget_kind="bops", candidates=candidates,
                                    act_rule=act_rule, **(allocate_options or {}))
-            name, label = f"hawq_b{value:.0f}", f"HAWQ ≤{value:.3g}"
-        entries.append(Entry(name, label, "hawq", kind, value, config))
+            name, label = f"hawq_b{value:.0f}", ""  # the budget is the point's x position
+        entries.append(Entry(name, f"HAWQ {short_bits(config, layers)}{label}", "hawq", kind, value, config))
     return entries
 
 
@@ -108,6 +108,14 @@ def uniform_entries(layers: Sequence[LayerShape], uniform_bits: Sequence[int]) -
 def bits_text(config: BitConfig, layers: Sequence[LayerShape]) -> str:
     """'w4a4, w3a3, w6a6': weight / input activation bits per layer, in forward order."""
     return ", ".join(f"w{config.weights[l.name]}a{config.activations[l.name]}" for l in layers)
+
+
+def short_bits(config: BitConfig, layers: Sequence[LayerShape]) -> str:
+    """'w3/6/6' (and ' a4/6/8' when activations differ from weights), for plot labels."""
+    weights = [config.weights[l.name] for l in layers]
+    activations = [config.activations[l.name] for l in layers]
+    text = "w" + "/".join(map(str, weights))
+    return text if weights == activations else text + " a" + "/".join(map(str, activations))
 
 
 def _bits_key(config: BitConfig) -> tuple:
@@ -244,6 +252,8 @@ def comparisons(rows: Sequence[Mapping]) -> list[dict]:
             continue
         if _bits_key_of(row) == _bits_key_of(match):
             verdict = "identical bits"
+        elif min(row["n_seeds"], match["n_seeds"]) < 2:
+            verdict = "one seed: no spread to judge by"
         elif row["min"] > match["max"]:
             verdict = "HAWQ higher (seed ranges disjoint)"
         elif row["max"] < match["min"]:

@@ -89,10 +89,13 @@ def plot_traces(traces: Mapping, path, *, n_params: Mapping | None = None, title
         axis.set_xlabel("layer")
         axis.set_ylabel(label)
         _log_or_symlog(axis, values)
+        if all(v > 0 for v in values):  # bars from a decade below the smallest: heights stay comparable
+            axis.set_ylim(bottom=10 ** math.floor(math.log10(min(values)) - 1e-9),
+                          top=10 ** math.ceil(math.log10(max(v + e for v, e in zip(values, errors))) + 0.3))
         axis.grid(axis="y", which="both", alpha=0.3)
         for x, (value, error) in enumerate(zip(values, errors)):
-            axis.annotate(f"{value:.3g}" + (f"\n±{error:.2g}" if error else ""), (x, value),
-                          textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+            axis.annotate(f"{value:.3g}" + (f" ± {error:.2g}" if error else ""), (x, value + error),
+                          textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
     figure.suptitle(title or f"Hessian trace per layer ({len(names)} layers; bars: ±1 standard error)",
                     y=0.94 if note else 0.98)
     _note(figure, note)
