@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
 def run(args) -> dict:
     from hawq.hessian import hessian_traces
     from hawq.layers import layer_shapes
-    from hawq.pareto import markdown_table, comparison_table, pareto_sweep, uniform_config
+    from hawq.pareto import comparison_summary, comparison_table, markdown_table, pareto_sweep, uniform_config
     from hawq.qat import accuracy, train_qat
 
     start = time.perf_counter()
@@ -136,10 +136,14 @@ def run(args) -> dict:
     log(start, f"sweep done: {len(rows)} configurations x {len(seeds)} seeds")
 
     print()
-    print(f"float model test accuracy {float_accuracy:.4f}; {len(seeds)} seeds, at most {args.epochs} QAT epochs")
+    print(f"float model test accuracy {float_accuracy:.4f}; {len(seeds)} seeds, at most {args.epochs} QAT epochs "
+          f"(defaults 3 and 30, chosen to stay under {TARGET_SECONDS // 60} minutes on 2 shared cores; "
+          "more may change the numbers)")
+    print(f"test set: {len(test[0])} images, so one image is {1 / len(test[0]):.4f} of accuracy")
     print(markdown_table(rows))
     print()
     print(comparison_table(rows))
+    print(comparison_summary(rows))
     print()
     if seconds > TARGET_SECONDS:
         print(f"note: took {seconds:.0f} s, over the {TARGET_SECONDS} s target; reduce --epochs or --seeds")

@@ -23,37 +23,39 @@ samples; TraceEstimate.std_error is the sample standard deviation (ddof=1) over 
 Each sample needs (H_l v)_l = H_l v_l with v zero outside layer l, computed exactly as
 `autograd.grad(g_l, W_l, grad_outputs=v_l)` where g_l = dL/dW_l was built once with
 create_graph=True. That double backward only walks the part of the graph between W_l and the
-loss, so the block product of a late layer is cheap and the sum over all layers costs about
-1.3-1.5x one full Hessian-vector product on the jet-tagger MLP.
+loss, so the block product of a late layer is cheap: one probe for all four layers of the
+jet-tagger MLP costs about as much as one full Hessian-vector product (0.8x-1.6x, measured).
 
 Why one probe per layer and not one joint probe for all layers: with a joint probe v over all
 weights, one full HVP gives v_l^T (H v)_l = v_l^T H_l v_l + sum_{m != l} v_l^T H_lm v_m for
 every layer at once. The cross terms have mean zero but add sum_{m != l} ||H_lm||_F^2 to the
-variance of each sample. Measured on the jet-tagger MLP 16-64-32-32-5 (batch 1024, exact
-variances from the full 4256 x 4256 Hessian; `benchmarks/hessian.py` prints the same
-comparison from sampled probes): at random initialization the joint variance is 9x (last
-layer) to 1800x (first layer) the block variance, and still 1.2x to 8x after training, while a
-joint probe costs only ~1.3-1.5x less time than the per-layer block probes. To reach a given
-relative error on every layer, block probes are therefore several times (up to hundreds of
-times) faster, and they are what HAWQ defines. So: block probes, exact block-diagonal samples.
+variance of each sample (on top of the block's own 2 sum_{i != j} (H_l)_ij^2). On the
+jet-tagger MLP 16-64-32-32-5, batch 1024, cross entropy, exact variances from the full
+4256 x 4256 Hessian: at random initialization the joint variance per probe is 9x (last layer)
+to 1800x (first layer) the block variance, and still 1.2x to 8x after 300 training steps;
+`benchmarks/hessian.py` measures 6x-1400x from sampled probes, and to reach 1 % relative error
+on every layer the block probes are 23x-43x faster in wall time than joint ones. Hence block
+probes: exact block-diagonal samples, the variance HAWQ's estimate should have.
 
 Batching
 --------
 Probes are drawn `batch_probes` at a time per layer, V_l of shape [k, *W_l.shape], and pushed
 through one double backward with `is_grads_batched=True` (vmap over the backward graph). On
-the jet-tagger MLP on CPU this was the fastest of the options measured (a Python loop of
-single HVPs; torch.func vmap(jvp(grad)); nested forward-mode jvp(jvp) for v^T H v directly,
-3-6x slower; one block-sparse batch of k x layers rows through the full graph, 4-6x slower
-because its zero rows are computed densely). The gain over a loop is modest on CPU (10-50 %),
-larger on a GPU. If an op has no batching rule the block product falls back to a loop.
+CPU this was the fastest of the options measured on the jet-tagger MLP: 1.3x-1.5x faster per
+probe than a loop of single products at k = 8..32 (k = 16 best; larger k is memory-bound);
+torch.func vmap(jvp(grad)) was 1.3x-2x slower, nested forward-mode jvp(jvp) for v^T H v
+directly 3x-6x slower, and one block-sparse batch of k x layers rows through the whole graph
+4x-6x slower (its zero rows are computed densely). A GPU gains more from batching. If an op
+has no vmap batching rule the products fall back to a loop; k = 1 uses a plain double backward.
 
 With a DataLoader the gradient graph is rebuilt batch by batch for every probe batch, and the
 samples are accumulated weighted by batch size (memory stays one batch's graph), so a larger
 `batch_probes` means fewer passes over the data. A single batch builds its graph once.
 
 Probes come from a CPU generator per layer seeded from (seed, layer name): a layer's estimate
-does not depend on which other layers are requested, on the device, or on how the data is
-split into batches (a loader and the concatenated batch give the same samples up to rounding).
+does not depend on which other layers are requested, on `batch_probes`, on the device, or on
+how the data is split into batches (a loader and the concatenated batch give the same samples
+up to rounding).
 
 Stopping rule
 -------------
@@ -69,7 +71,8 @@ Top eigenvalue
 unit start, with the Rayleigh quotient v^T H_l v as the estimate, per layer until its relative
 change between iterations is below `tol` or after `iters` iterations. It converges to the
 eigenvalue of largest magnitude and returns it with its sign. All layers advance together, one
-block HVP per layer per iteration (each through its own part of the graph, as above).
+block HVP per layer per iteration, each through its own part of the graph as above (cheaper
+than one block-sparse batch of all layers' vectors through the whole graph, see Batching).
 """
 
 from __future__ import annotations
@@ -119,9 +122,10 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
     """Hutchinson estimates of Tr(H_l), the Hessian block of each quantizable layer's weight.
 
     H_l is the Hessian of L = (1/N) sum_b n_b * loss_fn(model(x_b), y_b) over the batches of
-    `data` (one `(x, y)` batch or a re-iterable of them; the mean loss over all N samples when
-    `loss_fn` returns its batch mean) with respect to the weight of layer l alone (no bias, no
-    other layer), the model in eval mode. See the module docstring for the estimator.
+    `data` (one `(x, y)` batch with x a tensor, or a re-iterable of `(x, y)` batches such as a
+    DataLoader; N = sum of the batch sizes n_b = len(x_b); L is the mean loss over all N samples
+    when `loss_fn` returns its batch mean) with respect to the weight of layer l alone (no bias,
+    no other layer), the model in eval mode. See the module docstring for the estimator.
 
     layers: names from `hawq.layers.quantizable_layers` (default: all of them).
     max_probes / min_probes / rel_tol: per layer, stop once std_error/|trace| < rel_tol after at
@@ -271,6 +275,10 @@ def _block_hvp(grad, weight: torch.Tensor, vectors: torch.Tensor) -> torch.Tenso
     """H_l v for each row v of `vectors` ([k, *weight.shape]), H_l the block of `weight`."""
     if grad is None or not grad.requires_grad:  # the gradient does not depend on any weight
         return torch.zeros_like(vectors)
+    if len(vectors) == 1:  # plain double backward: vmap's set-up costs more than it saves
+        (hv,) = torch.autograd.grad(grad, weight, grad_outputs=vectors[0], retain_graph=True,
+                                    allow_unused=True)
+        return torch.zeros_like(vectors) if hv is None else hv.unsqueeze(0)
     try:
         (hv,) = torch.autograd.grad(grad, weight, grad_outputs=vectors, retain_graph=True,
                                     allow_unused=True, is_grads_batched=True)

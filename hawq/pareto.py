@@ -32,6 +32,7 @@ import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,17 @@ def hawq_entries(sens: Mapping, layers: Sequence[LayerShape], budgets: Sequence[
             config = allocate_bits(sens, layers, budget=value, budget_kind="bops", candidates=candidates,
                                    act_rule=act_rule, **(allocate_options or {}))
             name, label = f"hawq_b{value:.0f}", ""  # the budget is the point's x position
+        name = _unique(name, {e.name for e in entries})  # a budget given twice
         entries.append(Entry(name, f"HAWQ {short_bits(config, layers)}{label}", "hawq", kind, value, config))
     return entries
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    suffix = 2
+    unique = name
+    while unique in taken:
+        unique, suffix = f"{name}_{suffix}", suffix + 1
+    return unique
 
 
 def uniform_config(layers: Sequence[LayerShape], bits: int) -> BitConfig:
@@ -182,60 +192,68 @@ def pareto_sweep(float_model: nn.Module, train, val, test, *, traces: Mapping, b
     bits, bops, weight_bits, omega, accuracies (per seed), epochs_run, same_as, mean, std,
     min, max, n_seeds.
     """
-    from tqdm import tqdm
-
     if not seeds:
         raise QonnxError("pareto_sweep: give at least one seed")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     layers = layer_shapes(float_model)
-    calibration = train[0] if calibration is None else calibration
     sens = sensitivities(float_model, traces, sorted(set(candidates) | set(uniform_bits)))
     entries = hawq_entries(sens, layers, budgets, candidates=candidates, act_rule=act_rule,
-                           allocate_options=allocate_options)
-    entries += uniform_entries(layers, uniform_bits)
-
-    results: dict[tuple, tuple[str, dict]] = {}  # bits -> (first entry's name, result)
-    rows = []
-    bar = tqdm(total=len(entries) * len(seeds), desc="pareto", unit="run", file=sys.stderr,
-               disable=not progress)
-    for entry in entries:
-        if note:
-            entry.config.meta["note"] = note
-        entry.config.save(out / f"bits_{entry.name}.yaml")
-        key = _bits_key(entry.config)
-        if key in results:
-            same_as, result = results[key]
-            bar.update(len(seeds))
-        else:
-            same_as, result = None, {"accuracies": [], "epochs_run": [], "models": {}}
-            for seed in seeds:
-                bar.set_postfix(config=entry.name, seed=seed)
-                acc, history, model = train_and_test(
-                    float_model, entry.config, train, val, test, seed=seed, epochs=epochs, lr=lr,
-                    calibration=calibration, apply_options=apply_options, qat_options=qat_options)
-                result["accuracies"].append(acc)
-                result["epochs_run"].append(history["epochs_run"])
-                if keep_models:
-                    result["models"][seed] = model
-                bar.update(1)
-            results[key] = (entry.name, result)
-        row = _row(entry, layers, sens, result, same_as)
-        if keep_models:
-            row["models"] = result["models"]
-        rows.append(row)
-    bar.close()
-
+                           allocate_options=allocate_options) + uniform_entries(layers, uniform_bits)
     reference = accuracy(float_model, *test)
     settings = {"seeds": list(seeds), "epochs (max, same for every configuration)": epochs, "lr": lr,
                 "candidates": sorted(set(candidates)), "act_rule": act_rule,
                 "samples train / val / test": f"{len(train[0])} / {len(val[0])} / {len(test[0])}",
                 "float model test accuracy": f"{reference:.4f}", **dict(setup or {})}
+    # what is known before training is written first
     write_traces_json(out / "traces.json", float_model, traces, sens, meta={**settings, "note": note})
     plot_traces(traces, out / "traces.png", n_params={l.name: l.n_weights for l in layers}, note=note)
+    for entry in entries:
+        if note:
+            entry.config.meta["note"] = note
+        entry.config.save(out / f"bits_{entry.name}.yaml")
+
+    train_one = partial(train_and_test, float_model, train=train, val=val, test=test, epochs=epochs, lr=lr,
+                        calibration=train[0] if calibration is None else calibration,
+                        apply_options=apply_options, qat_options=qat_options)
+    rows = _train_entries(entries, train_one, seeds, layers, sens, progress=progress, keep_models=keep_models)
+
     plot_pareto(rows, out / "pareto.png", reference=reference, note=note)
     write_csv(rows, out / "pareto.csv", note=note)
     (out / "pareto.md").write_text(markdown_report(rows, settings=settings, note=note))
+    return rows
+
+
+def _train_entries(entries: Sequence[Entry], train_one, seeds, layers, sens, *, progress: bool,
+                   keep_models: bool) -> list[dict]:
+    """One row per entry; `train_one(config, seed=...)` -> (accuracy, history, model).
+    An entry with the bits of an earlier one reuses its results (same_as)."""
+    from tqdm import tqdm
+
+    results: dict[tuple, tuple[str, dict]] = {}  # bits -> (first entry's name, result)
+    rows = []
+    with tqdm(total=len(entries) * len(seeds), desc="pareto", unit="run", file=sys.stderr,
+              disable=not progress) as bar:
+        for entry in entries:
+            key = _bits_key(entry.config)
+            if key in results:
+                same_as, result = results[key]
+                bar.update(len(seeds))
+            else:
+                same_as, result = None, {"accuracies": [], "epochs_run": [], "models": {}}
+                for seed in seeds:
+                    bar.set_postfix(config=entry.name, seed=seed)
+                    acc, history, model = train_one(entry.config, seed=seed)
+                    result["accuracies"].append(acc)
+                    result["epochs_run"].append(history["epochs_run"])
+                    if keep_models:
+                        result["models"][seed] = model
+                    bar.update(1)
+                results[key] = (entry.name, result)
+            row = _row(entry, layers, sens, result, same_as)
+            if keep_models:
+                row["models"] = result["models"]
+            rows.append(row)
     return rows
 
 
@@ -262,6 +280,23 @@ def comparisons(rows: Sequence[Mapping]) -> list[dict]:
             verdict = "seed ranges overlap"
         out.append({"hawq": row, "uniform": match, "difference": row["mean"] - match["mean"], "verdict": verdict})
     return out
+
+
+def comparison_summary(rows: Sequence[Mapping]) -> str:
+    """One sentence counting how the HAWQ points fared against uniform precision (no judgement added)."""
+    found = comparisons(rows)
+    if not found:
+        return "No HAWQ configuration has a uniform configuration at equal or higher BOPs to compare with."
+    higher = sum(c["difference"] > 0 for c in found)
+    lower = sum(c["difference"] < 0 for c in found)
+    judged = [c for c in found if "one seed" not in c["verdict"] and c["verdict"] != "identical bits"]
+    disjoint = sum("disjoint" in c["verdict"] for c in judged)
+    counts = (f"{len(found)} comparison(s): HAWQ's mean accuracy is higher in {higher}, lower in {lower}, "
+              f"equal in {len(found) - higher - lower}")
+    if not judged:
+        return counts + " (one seed or identical bits: no spread over seeds to judge the differences by)."
+    return (counts + f"; of the {len(judged)} with a spread over seeds, the seed ranges are disjoint in "
+            f"{disjoint} (overlapping ranges: the difference is within the spread over seeds).")
 
 
 def _bits_key_of(row: Mapping) -> tuple:
@@ -313,6 +348,7 @@ def markdown_report(rows: Sequence[Mapping], *, settings: Mapping, note: str | N
               "- Ω: sum over layers of the HAWQ sensitivity Tr(H)/n · ||Q(W) − W||², the ILP's objective", "",
               "## All configurations (by BOPs)", "", markdown_table(rows), "",
               "## HAWQ against uniform precision at equal or higher BOPs", "", comparison_table(rows), "",
+              comparison_summary(rows), "",
               "Plots: pareto.png (accuracy vs BOPs), traces.png (Hessian trace per layer).", ""]
     return "\n".join(parts)
 

@@ -3,9 +3,10 @@
     plot_traces(traces, "out/traces.png")     # hawq.hessian results, or floats
     plot_pareto(rows, "out/pareto.png")       # the rows of hawq.pareto.pareto_sweep
 
-Matplotlib with the Agg backend (no display needed); each function writes one PNG a person can
-open and returns its path. `note` puts a line of text (e.g. "SYNTHETIC STAND-IN DATA") in red
-at the top of the figure.
+Matplotlib's object-oriented API without pyplot: a `Figure` saved to PNG needs no display and
+leaves the caller's backend and pyplot state alone (importing this module changes nothing).
+Each function writes one PNG a person can open and returns its path. `note` puts a line of
+text (e.g. "SYNTHETIC STAND-IN DATA") in red at the top of the figure.
 """
 
 from __future__ import annotations
@@ -14,11 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: files only, never a window
-
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 DPI = 120
 HAWQ_COLOR, UNIFORM_COLOR, FLOAT_COLOR, NOTE_COLOR = "tab:red", "tab:blue", "0.4", "darkred"
@@ -54,8 +51,7 @@ def _log_or_symlog(axis, values: Sequence[float]) -> None:
 def _save(figure, path) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=DPI)
-    plt.close(figure)
+    figure.savefig(target, dpi=DPI, format="png")
     return target
 
 
@@ -76,7 +72,8 @@ def plot_traces(traces: Mapping, path, *, n_params: Mapping | None = None, title
     if not table:
         raise ValueError("plot_traces: no layers")
     with_n = all(count for *_, count in table)
-    figure, axes = plt.subplots(1, 2 if with_n else 1, figsize=(11 if with_n else 6, 4.2), squeeze=False)
+    figure = Figure(figsize=(11 if with_n else 6, 4.2))
+    axes = figure.subplots(1, 2 if with_n else 1, squeeze=False)
     names = [name for name, *_ in table]
     panels = [("Tr(H)", [t for _, t, _, _ in table], [e for _, _, e, _ in table])]
     if with_n:
@@ -104,8 +101,9 @@ def plot_traces(traces: Mapping, path, *, n_params: Mapping | None = None, title
 
 
 def _spread(rows: Sequence[Mapping]) -> tuple[list[float], list[float]]:
-    """Asymmetric error bars: mean - min and max - mean."""
-    return [r["mean"] - r["min"] for r in rows], [r["max"] - r["mean"] for r in rows]
+    """Asymmetric error bars: mean - min and max - mean (>= 0: the float mean of equal values can
+    differ from them in the last bit)."""
+    return [max(r["mean"] - r["min"], 0.0) for r in rows], [max(r["max"] - r["mean"], 0.0) for r in rows]
 
 
 def plot_pareto(rows: Sequence[Mapping], path, *, reference: float | None = None, title: str | None = None,
@@ -120,7 +118,8 @@ def plot_pareto(rows: Sequence[Mapping], path, *, reference: float | None = None
     hawq = sorted((r for r in rows if r["kind"] == "hawq"), key=lambda r: r["bops"])
     if not uniform and not hawq:
         raise ValueError("plot_pareto: no rows")
-    figure, axis = plt.subplots(figsize=(8, 5))
+    figure = Figure(figsize=(8, 5))
+    axis = figure.subplots()
     if uniform:
         axis.errorbar([r["bops"] for r in uniform], [r["mean"] for r in uniform], yerr=_spread(uniform),
                       fmt="o-", color=UNIFORM_COLOR, capsize=4, label="uniform w=a=b (mean, min..max)")

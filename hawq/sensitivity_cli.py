@@ -53,7 +53,10 @@ def _read_data(path: str):
 
 
 def run(args) -> int:
-    options = build_parser().parse_args(args.argv)
+    try:
+        options = build_parser().parse_args(args.argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed in one line
+        return int(exit_.code or 0)
     import torch
 
     from qonnx_ir.brevitas_export import load_factory

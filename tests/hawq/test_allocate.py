@@ -7,7 +7,6 @@ ties and budgets, the lowest total sensitivity wins.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -450,8 +449,27 @@ def test_infeasible_command_reports_the_minimum(tmp_path, capsys):
     assert code == 2 and f"minimum achievable {minimum:,}" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hawq.sensitivity_cli") is not None,
-                    reason="hawq.sensitivity_cli exists: its own tests cover the command")
-def test_sensitivity_not_available_yet(capsys):
+def test_sensitivity_then_allocate_end_to_end(tmp_path, capsys):
+    """qonnx hawq sensitivity writes a traces file that qonnx hawq allocate turns into bits."""
+    factory = tmp_path / "mlp.py"
+    factory.write_text("import torch\n\ndef make():\n    torch.manual_seed(0)\n"
+                       "    return torch.nn.Sequential(torch.nn.Linear(8, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))\n")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(256, 8)).astype(np.float32), y=rng.integers(0, 3, 256))
+    code, out, err = run_cli(["sensitivity", f"{factory}:make", "--data", tmp_path / "data.npz", "-o",
+                              tmp_path / "traces.json", "--max-probes", 64, "--plot", tmp_path / "traces.png"], capsys)
+    assert code == 0, err
+    layers = json.loads((tmp_path / "traces.json").read_text())["layers"]
+    assert [layer["name"] for layer in layers] == ["0", "2"] and all(layer["trace"] > 0 for layer in layers)
+    assert (tmp_path / "traces.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, err = run_cli(["allocate", tmp_path / "traces.json", "--alpha", 0.5, "-o", tmp_path / "bits.yaml"], capsys)
+    assert code == 0, err
+    assert set(BitConfig.load(tmp_path / "bits.yaml").weights) == {"0", "2"}
+
+
+def test_sensitivity_help_and_bad_data(tmp_path, capsys):
     code, out, err = run_cli(["sensitivity", "--help"], capsys)
-    assert code == 2 and "not available" in err and err.count("\n") == 1
+    assert code == 0 and "qonnx hawq sensitivity" in out and "example" in out
+    code, out, err = run_cli(["sensitivity", "x.py:f", "--data", tmp_path / "missing.npz", "-o",
+                              tmp_path / "t.json"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no such file" in err and not (tmp_path / "t.json").exists()
