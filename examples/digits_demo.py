@@ -162,11 +162,43 @@ def write_report(path: Path, report_lines: list[str], table: str) -> None:
     path.write_text("\n".join(lines))
 
 
+def choose_bits(float_model, x_train, y_train, alpha: float, out: Path, clock) -> dict:
+    """Hessian traces of the trained float model -> Omega -> ILP (weights and activations a = w)."""
+    from hawq import allocate_bits, hessian_traces, layer_shapes, sensitivities
+    from hawq.plots import plot_traces
+
+    traces = hessian_traces(float_model, nn.CrossEntropyLoss(), (torch.from_numpy(x_train), torch.from_numpy(y_train)),
+                            rel_tol=0.02, seed=0, progress=None)
+    plot_traces(traces, out / "traces.png", title="digits MLP: per-layer Hessian traces")
+    bits = allocate_bits(sensitivities(float_model, traces), layer_shapes(float_model), alpha=alpha,
+                         candidates=(2, 3, 4, 5, 6, 7, 8), act_rule=0)
+    bits.save(out / "bits.yaml")
+    for name, estimate in traces.items():
+        clock.log(f"hawq: layer {name}: Tr(H) = {estimate.trace:.4g} +- {estimate.std_error:.2g} "
+                  f"({estimate.probes} probes) -> {bits.weights[name]}-bit weights, {bits.activations[name]}-bit inputs")
+    return {"bits": bits, "traces": {n: {"trace": e.trace, "std_error": e.std_error} for n, e in traces.items()}}
+
+
+def quantize_and_train(float_model, bits, x_train, y_train, args):
+    """apply_bits (calibrated on the training data) then QAT; returns (model, final training loss)."""
+    from hawq import apply_bits, train_qat
+
+    model = apply_bits(float_model, bits, input_signed=False, input_range=1.0, calibration=x_train)
+    cut = int(0.85 * len(x_train))  # early stopping watches a slice of the training data, never the test set
+    history = train_qat(model, (x_train[:cut], y_train[:cut]), (x_train[cut:], y_train[cut:]), epochs=args.epochs,
+                        lr=LEARNING_RATE, batch_size=BATCH_SIZE, seed=args.seed, progress=None)
+    model.eval()
+    return model, history["loss"][-1]
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
+    parser.add_argument("--alpha", type=float, default=0.3,
+                        help="HAWQ budget: fraction between the all-2-bit and all-8-bit BOPs (default 0.3)")
+    parser.add_argument("--baselines", default="4,8", help="uniform bit widths trained the same way for comparison")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -190,14 +222,18 @@ def _run(args) -> dict:
     import qonnx_ir
     from qonnx_ir.cost import format_table, layer_costs
     from qonnx_ir.reference import execute_qonnx
+    from hawq import layer_shapes
+    from hawq.pareto import uniform_config
+    from hawq.plots import plot_pareto
     from hlsgen import generate
     from transforms import lower
 
     clock = Stopwatch()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("model.onnx", "model.hw.onnx", "lowering_report.md",
-                                           "test_x.npy", "test_y_hw.npy", "summary.json")}
+    paths = {name: out / name for name in ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy",
+                                           "test_y_hw.npy", "summary.json", "bits.yaml", "traces.png",
+                                           "accuracy_vs_bops.png")}
 
     # 1. data
     x_train, x_test, y_train, y_test = load_data(args.seed)
@@ -212,15 +248,31 @@ def _run(args) -> dict:
     float_accuracy = accuracy(torch_logits(float_model, x_test), y_test)
     clock.log(f"train float MLP (plain torch nn.Linear/ReLU, no quantization): {args.epochs} epochs, "
               f"loss {float_loss:.4f}, test accuracy {float_accuracy:.4f}")
-    torch.manual_seed(args.seed)
-    model = make_model()
-    quant_loss = train(model, x_train, y_train, args.epochs, args.seed, "brevitas")
-    model.eval()
+    # 3. HAWQ: per-layer Hessian traces -> sensitivity -> ILP under a BOPs budget
+    hawq_result = choose_bits(float_model, x_train, y_train, args.alpha, out, clock)
+    bits = hawq_result["bits"]
+    clock.done("hawq")
+
+    # 4. QAT with those bits (Brevitas, power-of-two scales), and uniform baselines trained the same way
+    model, quant_loss = quantize_and_train(float_model, bits, x_train, y_train, args)
     brevitas_logits = torch_logits(model, x_test)
     brevitas_accuracy = accuracy(brevitas_logits, y_test)
-    clock.log(f"train Brevitas MLP (8-bit input, {WEIGHT_BITS}-bit weights, {ACT_BITS}-bit ReLU, po2 scales): "
-              f"loss {quant_loss:.4f}, test accuracy {brevitas_accuracy:.4f}")
-    clock.done("train")
+    quant_bops = int(bits.costs(layer_shapes(float_model))["bops"])
+    clock.log(f"QAT with HAWQ's bits: {args.epochs} epochs, loss {quant_loss:.4f}, test accuracy {brevitas_accuracy:.4f}, "
+              f"{quant_bops:,} BOPs")
+    baselines = []
+    for width in [int(b) for b in args.baselines.split(",") if b.strip()]:
+        uniform = uniform_config(layer_shapes(float_model), width)
+        baseline, _ = quantize_and_train(float_model, uniform, x_train, y_train, args)
+        baselines.append({"kind": "uniform", "label": f"uniform {width}-bit",
+                          "bops": int(uniform.costs(layer_shapes(float_model))["bops"]),
+                          "accuracy": accuracy(torch_logits(baseline, x_test), y_test)})
+        clock.log(f"QAT uniform {width}-bit: test accuracy {baselines[-1]['accuracy']:.4f}, {baselines[-1]['bops']:,} BOPs")
+    points = baselines + [{"kind": "hawq", "label": f"HAWQ alpha={args.alpha}", "bops": quant_bops,
+                           "accuracy": brevitas_accuracy}]
+    plot_pareto([{**p, "mean": p["accuracy"], "min": p["accuracy"], "max": p["accuracy"]} for p in points],
+                paths["accuracy_vs_bops.png"], reference=float_accuracy, title="digits: test accuracy vs BOPs (1 seed)")
+    clock.done("qat")
 
     # 3. export to QONNX (self-checked against PyTorch)
     export_report = qonnx_ir.export(model, (1, IN_FEATURES), paths["model.onnx"], progress=lambda _: None)
@@ -285,6 +337,8 @@ def _run(args) -> dict:
 
     summary = {
         "data": {"train_samples": len(x_train), "test_samples": len(x_test), "seed": args.seed},
+        "hawq": {"alpha": args.alpha, "weights": dict(bits.weights), "activations": dict(bits.activations),
+                 "bops": quant_bops, "traces": hawq_result["traces"], "baselines": baselines},
         "epochs": args.epochs,
         "accuracy": {"float_torch": float_accuracy, "brevitas_torch": brevitas_accuracy,
                      "qonnx_float64": qonnx_accuracy, "lowered_interpreter": hw_accuracy},

@@ -16,7 +16,8 @@ import pytest
 from paths import REPO
 
 DEMO = REPO / "examples" / "digits_demo.py"
-OUTPUTS = ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy", "test_y_hw.npy", "summary.json")
+OUTPUTS = ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy", "test_y_hw.npy", "summary.json",
+           "bits.yaml", "traces.png", "accuracy_vs_bops.png")
 PROJECTS = ("hls_vitis", "hls_catapult")
 
 
@@ -60,6 +61,18 @@ def test_both_hls_projects_compute_exactly_what_the_interpreter_computes(demo_ru
     for backend, result in summary["hls"].items():
         assert result["bit_exact"] is True and result["mismatching_elements"] == 0, backend
         assert result["path"] == str(out / f"hls_{backend}")
+
+
+def test_hawq_chose_bits_within_its_budget_and_wrote_its_plots(demo_run):
+    out, summary = demo_run
+    from hawq import BitConfig
+
+    bits = BitConfig.load(out / "bits.yaml")
+    assert bits.weights == summary["hawq"]["weights"] and set(bits.weights) == {"0", "2", "4"}
+    assert bits.meta["costs"]["bops"] <= bits.meta["budget"]["bops"]
+    for plot in ("traces.png", "accuracy_vs_bops.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [b["label"] for b in summary["hawq"]["baselines"]] == ["uniform 4-bit", "uniform 8-bit"]
 
 
 def test_accuracies(demo_run):
