@@ -112,13 +112,21 @@ def _softmax(node, inputs, model):
     x, table = inputs
     out_type = hw.type_attr(node, "out_type")
     shift = hw.attribute(node, "table_shift")
+    table = np.asarray(table, dtype=np.float64)
     codes_x = integers.as_repr(np.asarray(x), np.float64)
     distance = codes_x.max(axis=1, keepdims=True) - codes_x  # exact: integers below 2**53
-    index = np.where(distance == 0, 0, np.floor((distance - 1) * 2.0**-shift) + 1)
-    exps = np.asarray(table, dtype=np.float64)[np.minimum(index, len(table) - 1).astype(np.intp)]
+    # i = 0 if d == 0 else ((d - 1) >> shift) + 1, which for integers d >= 0 is ceil(d / 2**shift)
+    index = np.minimum(np.ceil(distance * 2.0**-shift), len(table) - 1).astype(np.intp)
+    exps = table[index]
     numerator = exps * 2.0**out_type.frac_bits
-    codes = integers.divide_rounded_by(numerator, exps.sum(axis=1, keepdims=True))
-    return _saturate(codes, out_type).astype(integers.representation(_magnitude(out_type)))
+    total = exps.sum(axis=1, keepdims=True)
+    if len(table) and x.shape[1] * table.max() * 2.0 ** (out_type.frac_bits + 2) < 2.0**53:
+        # total * 2**(frac+2) < 2**53: a quotient that is not a tie lies >= 1/(2 total) from one,
+        # farther than float division's error, so rounding the float quotient is exact
+        codes = np.round(numerator / total)
+    else:
+        codes = integers.divide_rounded_by(numerator, total)
+    return np.clip(codes, out_type.min_code, out_type.max_code).astype(integers.representation(_magnitude(out_type)))
 
 
 KERNELS: dict[str, Callable] = {
