@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 
 from qonnx_ir.errors import QonnxError
 
+from qonnx_ir.files import write_text_atomically
 from .cost import COST_MODELS, CostModel
 from .layers import LayerShape
 
@@ -69,16 +69,7 @@ class BitConfig:
             text = json.dumps(self.as_dict(), indent=2) + "\n"
         else:
             text = yaml.safe_dump(self.as_dict(), sort_keys=False, default_flow_style=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
-            os.replace(temporary, target)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-        return target
+        return write_text_atomically(target, text)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BitConfig:

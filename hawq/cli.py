@@ -122,7 +122,7 @@ def register_allocate(commands) -> None:
 
 def allocate_command(args) -> int:
     from .allocate import allocate_bits
-    from .bitconfig import BitConfig, format_of
+    from .bitconfig import format_of
 
     output = Path(args.output)
     format_of(output)  # an unknown suffix is an error before any work

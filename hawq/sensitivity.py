@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from torch import nn
 
 from qonnx_ir.errors import QonnxError
 
+from qonnx_ir.files import write_text_atomically
 from .layers import layer_shapes, quantizable_layers
 from .quantizers import quantize_weight
 
@@ -100,16 +99,7 @@ def write_traces_json(path, model: nn.Module, traces: Mapping, sens: Mapping, me
         })
     text = json.dumps({"layers": layers, "meta": _plain(dict(meta or {}))}, indent=2) + "\n"
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return target
+    return write_text_atomically(target, text)
 
 
 def read_traces_json(path) -> tuple[dict[str, float], dict[str, dict[int, float]], dict]:

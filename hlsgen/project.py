@@ -23,6 +23,7 @@ import numpy as np
 
 from qonnx_ir import hw
 from qonnx_ir.errors import QonnxError
+from qonnx_ir.files import write_text_atomically
 from qonnx_ir.interpreter import KERNELS, execute
 from qonnx_ir.model import load, save
 
@@ -158,7 +159,7 @@ def precompiled_vendor_headers(backend: str, vendor_flags: list[str]) -> list[st
     with open(directory / ".lock", "w") as lock:  # one builder at a time, across threads and processes
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (directory / "qnn_vendor.h.gch").is_file():
-            _write_atomically(header, content)
+            write_text_atomically(header, content)
             handle, partial = tempfile.mkstemp(prefix=".qnn_vendor.", suffix=".gch", dir=directory)
             os.close(handle)
             command = [c for c in COMPILER if c != "-shared"] + vendor_flags + ["-x", "c++-header", str(header), "-o", partial]
@@ -169,11 +170,7 @@ def precompiled_vendor_headers(backend: str, vendor_flags: list[str]) -> list[st
     return ["-include", str(header)]
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(partial, path)
+
 
 
 @dataclass

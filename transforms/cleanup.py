@@ -21,7 +21,7 @@ from qonnx_ir import hw
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import check_quantizer
 
-from .base import Context, Pass
+from .base import Pass
 from .graph import QUANT_OPS, attribute, constant
 
 # Ops the lowering understands, beyond its own dialect. Anything else is refused up front.

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.intquant import int_quant
 
 from qonnx_ir import hw
-from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import QUANT_OPS, attribute, constant, quant_parameters
 
 

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
 from hawq.allocate import allocate_bits
 from hawq.bitconfig import BitConfig

@@ -7,7 +7,6 @@ The helpers are handed to tests through fixtures (no `from conftest import ...`)
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import onnx
