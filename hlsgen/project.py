@@ -23,7 +23,7 @@ import numpy as np
 
 from qonnx_ir import hw
 from qonnx_ir.errors import QonnxError
-from qonnx_ir.files import write_text_atomically
+from qonnx_ir.files import usual_mode, write_text_atomically
 from qonnx_ir.interpreter import KERNELS, execute
 from qonnx_ir.model import load, save
 
@@ -105,6 +105,7 @@ def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reu
             "files": firmware_files + [f"bridge/{top}_bridge.cpp"] + vendor_files,
         }
         (staging / "project.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        staging.chmod(usual_mode(directory=True))  # mkdtemp makes it private
         if outdir.exists():
             if (outdir / "build").is_dir():  # keep compiled libraries: the cache is keyed by content
                 (outdir / "build").rename(staging / "build")

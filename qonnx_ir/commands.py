@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import QonnxError
+from .files import temporary_beside
 
 
 def register_export(subparsers) -> None:
@@ -62,9 +62,9 @@ def write_npy(path: str, array: np.ndarray) -> None:
     """Write atomically: nothing half-written on failure."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npy", dir=target.parent)
+    temporary = temporary_beside(target, ".npy")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "wb") as stream:
             np.save(stream, array)
         os.replace(temporary, target)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from onnx import ModelProto
 from qonnx.core.modelwrapper import ModelWrapper
 
 from .errors import QonnxError
+from .files import temporary_beside
 
 # Names in exports look like "/fc1/MatMul", "onnx::MatMul_12", "features.3.weight",
 # "dense/BiasAdd:0". Anything else (shell or C metacharacters, path traversal) is refused.
@@ -71,8 +71,7 @@ def save(model: ModelWrapper | ModelProto, path: str | os.PathLike) -> Path:
     proto = model.model if isinstance(model, ModelWrapper) else model
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    temporary = temporary_beside(path, ".tmp")
     try:
         onnx.save(proto, temporary)
         os.replace(temporary, path)

@@ -28,13 +28,6 @@ WEIGHTS = {"0": 3, "2": 6, "4": 8}
 ACTIVATIONS = {"0": 8, "2": 4, "4": 6}  # bits of each Linear's INPUT activation
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: more threads only contend on this busy 2-core machine (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def float_mlp(seed: int = 0) -> nn.Module:

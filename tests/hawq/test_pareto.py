@@ -26,12 +26,6 @@ JET_RUN = REPO / "examples" / "jet_tagger" / "run.py"
 SYNTHETIC = "SYNTHETIC STAND-IN DATA: results say nothing about jet tagging"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def blobs(n: int, seed: int = 0):

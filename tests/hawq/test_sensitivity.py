@@ -23,13 +23,6 @@ with warnings.catch_warnings():
 BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: more threads only contend on this busy 2-core machine (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _weights(seed: int, shape=(12, 20)) -> list[torch.Tensor]:
