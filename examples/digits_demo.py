@@ -180,7 +180,7 @@ def choose_bits(float_model, x_train, y_train, alpha: float, out: Path, clock) -
 
 
 def quantize_and_train(float_model, bits, x_train, y_train, args):
-    """apply_bits (calibrated on the training data) then QAT; returns (model, final training loss)."""
+    """apply_bits (calibrated on the training data) then QAT; returns (model, QAT history)."""
     from hawq import apply_bits, train_qat
 
     model = apply_bits(float_model, bits, input_signed=False, input_range=1.0, calibration=x_train)
@@ -188,7 +188,7 @@ def quantize_and_train(float_model, bits, x_train, y_train, args):
     history = train_qat(model, (x_train[:cut], y_train[:cut]), (x_train[cut:], y_train[cut:]), epochs=args.epochs,
                         lr=LEARNING_RATE, batch_size=BATCH_SIZE, seed=args.seed, progress=None)
     model.eval()
-    return model, history["loss"][-1]
+    return model, history
 
 
 def parse_args(argv):
@@ -254,12 +254,12 @@ def _run(args) -> dict:
     clock.done("hawq")
 
     # 4. QAT with those bits (Brevitas, power-of-two scales), and uniform baselines trained the same way
-    model, quant_loss = quantize_and_train(float_model, bits, x_train, y_train, args)
+    model, history = quantize_and_train(float_model, bits, x_train, y_train, args)
     brevitas_logits = torch_logits(model, x_test)
     brevitas_accuracy = accuracy(brevitas_logits, y_test)
     quant_bops = int(bits.costs(layer_shapes(float_model))["bops"])
-    clock.log(f"QAT with HAWQ's bits: {args.epochs} epochs, loss {quant_loss:.4f}, test accuracy {brevitas_accuracy:.4f}, "
-              f"{quant_bops:,} BOPs")
+    clock.log(f"QAT with HAWQ's bits: {history['epochs_run']} epochs, best weights after epoch {history['best_epoch'] + 1}, "
+              f"test accuracy {brevitas_accuracy:.4f}, {quant_bops:,} BOPs")
     baselines = []
     for width in [int(b) for b in args.baselines.split(",") if b.strip()]:
         uniform = uniform_config(layer_shapes(float_model), width)
