@@ -122,21 +122,9 @@ def register_verify(subparsers) -> None:
 
 
 def _add_lowering_arguments(parser) -> None:
-    """The options of `qonnx transform` that `transforms.cli.options_from` reads (except --reuse)."""
-    from transforms import LoweringOptions
+    from transforms.cli import add_lowering_arguments
 
-    defaults = LoweringOptions()
-    group = parser.add_argument_group("lowering (raw QONNX input only; as for `qonnx transform`)")
-    group.add_argument("--input-type", default=str(defaults.input_type),
-                       help="type of an input without quantizer (default %(default)s)")
-    group.add_argument("--softmax", choices=("table", "drop"), default=defaults.softmax,
-                       help="terminal softmax: table implementation or drop it (default %(default)s)")
-    group.add_argument("--softmax-table-size", type=int, default=defaults.softmax_table_size)
-    group.add_argument("--softmax-exp-bits", type=int, default=defaults.softmax_exp_bits)
-    group.add_argument("--softmax-out-type", default=str(defaults.softmax_out_type))
-    group.add_argument("--multiplier-bits", type=int, default=defaults.multiplier_bits)
-    group.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
-    group.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
+    add_lowering_arguments(parser, "lowering (raw QONNX input only; as for `qonnx transform`)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,22 @@ EXAMPLE = """examples:
 """
 
 
+def add_lowering_arguments(parser, title: str = "lowering options") -> None:
+    """The options `options_from` reads (all but --reuse); shared with `qonnx hls` and `qonnx verify`."""
+    defaults = LoweringOptions()
+    group = parser.add_argument_group(title)
+    group.add_argument("--input-type", default=str(defaults.input_type),
+                       help="type of an input without quantizer (default %(default)s, like hls4ml's <16,6>)")
+    group.add_argument("--softmax", choices=("table", "drop"), default=defaults.softmax,
+                       help="terminal softmax: table implementation or drop it (argmax unchanged)")
+    group.add_argument("--softmax-table-size", type=int, default=defaults.softmax_table_size)
+    group.add_argument("--softmax-exp-bits", type=int, default=defaults.softmax_exp_bits)
+    group.add_argument("--softmax-out-type", default=str(defaults.softmax_out_type))
+    group.add_argument("--multiplier-bits", type=int, default=defaults.multiplier_bits)
+    group.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
+    group.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("transform", help="clean and lower a QONNX graph to the hardware dialect",
                                    epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,18 +47,9 @@ def register(subparsers) -> None:
     how.add_argument("--pipeline", default="lower", help=f"named pipeline ({', '.join(PIPELINES)}); default lower")
     how.add_argument("--passes", help="comma-separated pass names, run in order to a fixed point")
     parser.add_argument("--list", action="store_true", help="list passes and pipelines")
-    defaults = LoweringOptions()
-    parser.add_argument("--input-type", default=str(defaults.input_type),
-                        help="type of an input without quantizer (default %(default)s, like hls4ml's <16,6>)")
-    parser.add_argument("--softmax", choices=("table", "drop"), default=defaults.softmax,
-                        help="terminal softmax: table implementation or drop it (argmax unchanged)")
-    parser.add_argument("--softmax-table-size", type=int, default=defaults.softmax_table_size)
-    parser.add_argument("--softmax-exp-bits", type=int, default=defaults.softmax_exp_bits)
-    parser.add_argument("--softmax-out-type", default=str(defaults.softmax_out_type))
-    parser.add_argument("--multiplier-bits", type=int, default=defaults.multiplier_bits)
-    parser.add_argument("--threshold-max-bits", type=int, default=defaults.threshold_max_bits)
-    parser.add_argument("--output-frac-bits", type=int, default=defaults.output_frac_bits)
-    parser.add_argument("--reuse", type=int, default=defaults.reuse_factor, help="reuse factor written on every layer")
+    add_lowering_arguments(parser)
+    parser.add_argument("--reuse", type=int, default=LoweringOptions().reuse_factor,
+                        help="reuse factor written on every layer")
     parser.add_argument("--check-samples", type=int, default=256,
                         help="compare the lowered graph with the float QONNX graph (float64) on this many "
                              "random inputs U(-1, 1) (0: skip; default %(default)s)")
