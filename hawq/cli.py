@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
 import sys
 from pathlib import Path
@@ -193,17 +192,11 @@ def format_allocation(config, layers: list[LayerShape]) -> str:
 def read_traces(path) -> tuple[list[LayerShape], dict, dict | None, dict]:
     """(layers, sensitivities, act_sensitivities or None, meta) from a traces.json file."""
     from .layers import LayerShape
+    from .sensitivity import load_traces_file
 
     source = Path(path)
-    try:
-        data = json.loads(source.read_text())
-    except FileNotFoundError:
-        raise QonnxError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise QonnxError(f"{source}: cannot read ({' '.join(str(error).split())})") from None
-    except ValueError as error:
-        raise QonnxError(f"{source}: not valid JSON ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("layers"), list) or not data["layers"]:
+    data = load_traces_file(source)
+    if not data["layers"]:
         raise QonnxError(f"{source}: expected {{\"layers\": [...], \"meta\": {{...}}}} with at least one layer")
     layers, sensitivities, act_sensitivities = [], {}, {}
     for position, entry in enumerate(data["layers"]):

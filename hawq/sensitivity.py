@@ -102,17 +102,26 @@ def write_traces_json(path, model: nn.Module, traces: Mapping, sens: Mapping, me
     return write_text_atomically(target, text)
 
 
-def read_traces_json(path) -> tuple[dict[str, float], dict[str, dict[int, float]], dict]:
-    """(traces, sensitivities, meta) from a traces file: name -> trace, name -> {bits: Omega}."""
+def load_traces_file(path) -> dict:
+    """The parsed traces file, with one-line errors for a missing, unreadable or malformed file."""
     source = Path(path)
     try:
         data = json.loads(source.read_text())
     except FileNotFoundError:
         raise QonnxError(f"{source}: no such file") from None
-    except (OSError, ValueError) as error:
-        raise QonnxError(f"{source}: not a readable traces JSON file ({' '.join(str(error).split())})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise QonnxError(f"{source}: cannot read ({' '.join(str(error).split())})") from None
+    except ValueError as error:
+        raise QonnxError(f"{source}: not valid JSON ({' '.join(str(error).split())})") from None
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise QonnxError(f"{source}: expected {{\"layers\": [...], \"meta\": {{...}}}}")
+    return data
+
+
+def read_traces_json(path) -> tuple[dict[str, float], dict[str, dict[int, float]], dict]:
+    """(traces, sensitivities, meta) from a traces file: name -> trace, name -> {bits: Omega}."""
+    source = Path(path)
+    data = load_traces_file(source)
     traces, sens = {}, {}
     for index, layer in enumerate(data["layers"]):
         try:
