@@ -12,7 +12,7 @@ Imports are lazy: torch and brevitas load only when a function that needs them i
 from importlib import import_module
 
 _EXPORTS = {
-    "hessian_traces": "hessian", "top_eigenvalues": "hessian", "TraceEstimate": "hessian",
+    "hessian_traces": "hessian", "top_eigenvalues": "hessian", "TraceEstimate": "hessian", "exact_traces": "hessian",
     "sensitivities": "sensitivity", "write_traces_json": "sensitivity", "read_traces_json": "sensitivity",
     "quantize_weight": "quantizers",
     "layer_shapes": "layers", "quantizable_layers": "layers", "LayerShape": "layers",

@@ -65,6 +65,19 @@ boundaries, so `probes` is a multiple of `batch_probes` unless capped by `max_pr
 rel_tol=0 never stops early (exactly `max_probes` probes). (An exactly zero block has
 std_error 0 and trace 0, which counts as converged.)
 
+Fast path: piecewise-linear MLPs
+--------------------------------
+For an `nn.Sequential` of Linear / ReLU / Identity / Dropout / Flatten (the model is in eval
+mode) under cross-entropy or mean squared error (batch mean), the output is piecewise linear
+in any single layer's weight W_l, so the second derivative of the output with respect to W_l
+vanishes almost everywhere and the block is exactly H_l = J_l^T H_out J_l. A probe then needs
+no double backward: u = J_l v_l is a forward-mode product from layer l onwards (the input of
+layer l times v_l^T, through the later layers' weights and ReLU masks), and v_l^T H_l v_l =
+mean_n [sum_c p_c u_c^2 - (sum_c p_c u_c)^2] (cross-entropy, p = softmax) or
+2/C mean_n |u|^2 (MSE over C outputs). Same probes, same samples as the general path up to
+float rounding; `method="hvp"` forces the general path, `method="auto"` (default) picks this
+one whenever it applies.
+
 Top eigenvalue
 --------------
 `top_eigenvalues` runs power iteration on each block: v <- H_l v / ||H_l v|| from a random
@@ -92,7 +105,7 @@ from qonnx_ir.errors import QonnxError
 
 from .layers import quantizable_layers
 
-__all__ = ["TraceEstimate", "hessian_traces", "top_eigenvalues"]
+__all__ = ["TraceEstimate", "exact_traces", "hessian_traces", "top_eigenvalues"]
 
 
 @dataclass
@@ -117,8 +130,8 @@ class TraceEstimate:
 
 def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[str] | None = None,
                    max_probes: int = 256, batch_probes: int = 16, rel_tol: float = 1e-2,
-                   min_probes: int = 32, seed: int = 0, device=None, progress: bool = True
-                   ) -> dict[str, TraceEstimate]:
+                   min_probes: int = 32, seed: int = 0, device=None, progress: bool = True,
+                   method: str = "auto") -> dict[str, TraceEstimate]:
     """Hutchinson estimates of Tr(H_l), the Hessian block of each quantizable layer's weight.
 
     H_l is the Hessian of L = (1/N) sum_b n_b * loss_fn(model(x_b), y_b) over the batches of
@@ -133,6 +146,9 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
     batch_probes: probes per batched backward pass. seed: the probes are a function of (seed,
     layer name). device: where to compute (default: the model's; a different one works on a
     copy). progress: a tqdm bar per probe batch with the largest current relative error.
+    method: "auto" (the exact Gauss-Newton fast path when the model is a piecewise-linear MLP
+    under cross-entropy or MSE, see the module docstring), "hvp" (always Hessian-vector
+    products) or "gauss-newton" (an error if it does not apply).
 
     The model's weights, train/eval modes, requires_grad flags and .grad are left as they were.
     Returns layer name -> TraceEstimate, in forward order.
@@ -143,9 +159,19 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
     if not rel_tol >= 0:
         raise QonnxError(f"hessian_traces: rel_tol must be >= 0, got {rel_tol}")
     min_probes = min(min_probes, max_probes)
+    if method not in ("auto", "hvp", "gauss-newton"):
+        raise QonnxError(f"hessian_traces: method must be auto, hvp or gauss-newton, got {method!r}")
 
     with _session(model, layers, device, "hessian_traces") as (work, names, weights, device):
         batches = _Batches(data, device)
+        chain = None if method == "hvp" else _piecewise_linear_chain(work, loss_fn)
+        if method == "gauss-newton" and chain is None:
+            raise QonnxError("hessian_traces: method='gauss-newton' needs an nn.Sequential of Linear/ReLU/Identity/"
+                             "Dropout/Flatten under CrossEntropyLoss or MSELoss (mean)")
+        forward_cache = None
+        if chain is not None:
+            modules, kind = chain
+            positions = [next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w) for w in weights]
         gens = [_generator(seed, name) for name in names]
         samples: list[list[np.ndarray]] = [[] for _ in names]
         active = list(range(len(names)))
@@ -157,7 +183,17 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
                 probes = {i: _rademacher(gens[i], k, weights[i], device) for i in active}
                 acc = {i: torch.zeros(k, dtype=torch.float64, device=device) for i in active}
                 total = 0
-                for grads, n in batches.gradients(work, loss_fn, weights, active):
+                if chain is not None:
+                    for x, y, n in batches.raw():
+                        if forward_cache is None or not batches.single:
+                            forward = _chain_forward(modules, kind, loss_fn, x, y)
+                            forward_cache = forward if batches.single else None  # one batch: reuse it
+                        forms = _gauss_newton_forms(modules, kind, forward_cache or forward,
+                                                    {positions[i]: probes[i] for i in active})
+                        for i in active:
+                            acc[i] += n * forms[positions[i]]
+                        total += n
+                for grads, n in ([] if chain is not None else batches.gradients(work, loss_fn, weights, active)):
                     for i in active:
                         hv = _block_hvp(grads[i], weights[i], probes[i])
                         acc[i] += n * (hv * probes[i]).flatten(1).sum(1, dtype=torch.float64)
@@ -181,6 +217,55 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
         finally:
             bar.close()
         return {name: _estimate(samples[i], weights[i].numel()) for i, name in enumerate(names)}
+
+
+def exact_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[str] | None = None,
+                 device=None) -> dict[str, TraceEstimate]:
+    """Tr(H_l) exactly, no probes, for piecewise-linear MLPs under cross-entropy or MSE (batch mean).
+
+    There H_l = mean_n J_n^T A_n J_n with J_n = D_n (x) h_n^T (D_n: output Jacobian of layer l's
+    pre-activation, h_n: its input), so Tr(H_l) = mean_n ||h_n||^2 ||B_n^T D_n||_F^2 with
+    A_n = B_n B_n^T (cross-entropy: B = diag(sqrt p) - p sqrt(p)^T; MSE: sqrt(2/C) I). The C
+    columns of B_n are back-propagated once, through every layer at the same time: C backward
+    passes give every layer's exact trace (std_error 0, probes = C).
+    """
+    with _session(model, layers, device, "exact_traces") as (work, names, weights, device):
+        chain = _piecewise_linear_chain(work, loss_fn)
+        if chain is None:
+            raise QonnxError("exact_traces needs an nn.Sequential of Linear/ReLU/Identity/Dropout/Flatten under "
+                             "CrossEntropyLoss or MSELoss (mean); use hessian_traces for other models")
+        modules, kind = chain
+        wanted = {next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w): i
+                  for i, w in enumerate(weights)}
+        sums = torch.zeros(len(weights), dtype=torch.float64)
+        total, directions = 0, 0
+        for x, y, n in _Batches(data, device).raw():
+            inputs, p = _chain_forward(modules, kind, loss_fn, x, y)
+            with torch.no_grad():
+                outputs = modules[-1](inputs[-1]).flatten(1).double() if modules else x
+                classes = outputs.shape[1]
+                if kind == "ce":
+                    root = p.sqrt()
+                    # delta[c, n, :] = column c of B_n = e_c sqrt(p_c) - p sqrt(p_c)
+                    delta = torch.diag_embed(root).permute(1, 0, 2) - root.T[:, :, None] * p[None, :, :]
+                else:
+                    delta = math.sqrt(2.0 / classes) * torch.eye(classes, dtype=torch.float64)[:, None, :].expand(
+                        classes, n, classes)
+                for j in range(len(modules) - 1, -1, -1):
+                    module = modules[j]
+                    if type(module) is torch.nn.Linear:
+                        if j in wanted:
+                            h = inputs[j].flatten(1).double()
+                            sums[wanted[j]] += ((delta ** 2).sum((0, 2)) * (h ** 2).sum(1)).sum()
+                        delta = delta @ module.weight.double()
+                    elif type(module) is torch.nn.ReLU:
+                        delta = delta * (inputs[j].flatten(1) > 0)
+                    elif type(module) is torch.nn.Flatten:
+                        delta = delta.reshape(delta.shape[0], *inputs[j].shape)
+            total += n
+            directions = classes
+        return {name: TraceEstimate(float(sums[i] / total), 0.0, directions, weights[i].numel())
+                for i, name in enumerate(names)}
 
 
 def top_eigenvalues(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[str] | None = None,
@@ -291,6 +376,61 @@ def _block_hvp(grad, weight: torch.Tensor, vectors: torch.Tensor) -> torch.Tenso
     return torch.zeros_like(vectors) if hv is None else hv
 
 
+_CHAIN_MODULES = (torch.nn.Linear, torch.nn.ReLU, torch.nn.Identity, torch.nn.Dropout, torch.nn.Flatten)
+
+
+def _piecewise_linear_chain(model, loss_fn):
+    """(modules, "ce" | "mse") when J^T H_out J is the exact block Hessian, else None.
+
+    Exact module types only: a subclass (e.g. Brevitas' QuantLinear) may not be piecewise linear.
+    """
+    if type(model) is not torch.nn.Sequential or not all(type(m) in _CHAIN_MODULES for m in model):
+        return None
+    if (type(loss_fn) is torch.nn.CrossEntropyLoss and loss_fn.reduction == "mean" and loss_fn.weight is None
+            and loss_fn.label_smoothing == 0.0):
+        return list(model), "ce"
+    if type(loss_fn) is torch.nn.MSELoss and loss_fn.reduction == "mean":
+        return list(model), "mse"
+    return None
+
+
+def _chain_forward(modules, kind, loss_fn, x, y):
+    """(input of every module, output probabilities for cross-entropy or None): what the forms need."""
+    with torch.no_grad():
+        inputs, h = [], x
+        for module in modules:
+            inputs.append(h)
+            h = module(h)
+        if kind != "ce":
+            return inputs, None
+        if y.dim() == 1 and bool((y == loss_fn.ignore_index).any()):
+            raise QonnxError("hessian_traces: labels equal to ignore_index need method='hvp'")
+        return inputs, torch.softmax(h.flatten(1).double(), dim=1)
+
+
+def _gauss_newton_forms(modules, kind, forward, probes: dict) -> dict:
+    """{module position: (k,) float64 tensor of v^T H v} for the batch-mean loss, given _chain_forward."""
+    inputs, p = forward
+    with torch.no_grad():
+        forms = {}
+        for position, vectors in probes.items():
+            u = torch.matmul(inputs[position].flatten(1), vectors.transpose(1, 2))  # J_l v_l at layer l: (k, N, out)
+            for j in range(position + 1, len(modules)):
+                module = modules[j]
+                if type(module) is torch.nn.Linear:
+                    u = u @ module.weight.T
+                elif type(module) is torch.nn.ReLU:
+                    u = u * (inputs[j].flatten(1) > 0)
+                elif type(module) is torch.nn.Flatten:
+                    u = u.flatten(2)
+            u = u.double()
+            if kind == "ce":
+                forms[position] = ((p * u * u).sum(-1) - (p * u).sum(-1) ** 2).mean(-1)
+            else:
+                forms[position] = 2.0 * (u * u).sum(-1).mean(-1) / u.shape[-1]
+        return forms
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
@@ -379,6 +519,25 @@ class _Batches:
     def retire(self, weight: torch.Tensor) -> None:
         if not self.single:
             weight.requires_grad_(False)  # smaller graphs on the next passes
+
+    def raw(self):
+        """(x, y, n) per batch, on the device."""
+        if self.single:
+            x, y = self.data[0]
+            yield x, y, _batch_size(x)
+            return
+        seen = False
+        for batch in self.data:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise QonnxError(f"each batch of data must be an (x, y) pair, got {type(batch).__name__}")
+            x, y = _to(batch[0], self.device), _to(batch[1], self.device)
+            n = _batch_size(x)
+            if n:
+                seen = True
+                yield x, y, n
+        if not seen:
+            raise QonnxError("data yielded no samples (a re-iterable loader is needed: it is read once "
+                             "per probe batch)")
 
     def gradients(self, model, loss_fn, weights, active):
         if self.single:

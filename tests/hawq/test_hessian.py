@@ -283,3 +283,59 @@ def test_bad_input():
         hessian_traces(model, loss, [], progress=False)
     with pytest.raises(QonnxError, match="no nn.Linear"):
         top_eigenvalues(torch.nn.ReLU(), loss, (x, y), progress=False)
+
+
+def test_gauss_newton_fast_path_gives_the_hvp_samples():
+    """For a ReLU MLP the exact J^T H_out J block equals the Hessian block: same probes, same numbers."""
+    from hawq.hessian import hessian_traces
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                torch.nn.Linear(12, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    x = torch.randn(200, 6)
+    cases = [(torch.nn.CrossEntropyLoss(), torch.randint(0, 4, (200,))), (torch.nn.MSELoss(), torch.randn(200, 4))]
+    for loss_fn, y in cases:
+        options = dict(max_probes=40, min_probes=40, rel_tol=0.0, batch_probes=8, progress=False)
+        general = hessian_traces(model, loss_fn, (x, y), method="hvp", **options)
+        fast = hessian_traces(model, loss_fn, (x, y), method="gauss-newton", **options)
+        loader = [(x[:120], y[:120]), (x[120:], y[120:])]
+        fast_loader = hessian_traces(model, loss_fn, loader, method="auto", **options)
+        for name in general:
+            for estimate in (fast[name], fast_loader[name]):
+                assert estimate.probes == general[name].probes == 40
+                # both compute in float32: agreement to float32 rounding, not bit for bit
+                assert abs(estimate.trace - general[name].trace) <= 1e-6 * abs(general[name].trace)
+                assert abs(estimate.std_error - general[name].std_error) <= 1e-5 * general[name].std_error
+
+
+def test_gauss_newton_is_refused_where_it_is_not_exact():
+    from hawq.hessian import hessian_traces
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    with pytest.raises(QonnxError, match="gauss-newton"):
+        hessian_traces(model, torch.nn.CrossEntropyLoss(), (torch.randn(8, 4), torch.randint(0, 2, (8,))),
+                       method="gauss-newton", progress=False)
+
+
+def test_exact_traces_equal_the_trace_of_the_explicit_hessian_block():
+    """A tiny ReLU MLP: the full Hessian of each weight block by autograd, its trace, vs exact_traces."""
+    from hawq.hessian import exact_traces
+
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 6), torch.nn.ReLU(),
+                                torch.nn.Linear(6, 3)).double()
+    x = torch.randn(40, 5, dtype=torch.float64)
+    for loss_fn, y in [(torch.nn.CrossEntropyLoss(), torch.randint(0, 3, (40,))),
+                       (torch.nn.MSELoss(), torch.randn(40, 3, dtype=torch.float64))]:
+        exact = exact_traces(model, loss_fn, (x, y))
+        parameters = {key: value.detach() for key, value in model.named_parameters()}
+        for name, layer in [("0", model[0]), ("2", model[2]), ("4", model[4])]:
+            weight = layer.weight
+
+            def loss_of(w, name=name):
+                return loss_fn(torch.func.functional_call(model, {**parameters, f"{name}.weight": w}, (x,)), y)
+
+            block = torch.autograd.functional.hessian(loss_of, weight.detach().clone())
+            expected = float(block.reshape(weight.numel(), weight.numel()).diagonal().sum())
+            assert abs(exact[name].trace - expected) <= 1e-9 * abs(expected), (name, exact[name].trace, expected)
+            assert exact[name].std_error == 0.0
