@@ -546,19 +546,8 @@ class _Batches:
                 self.cached = (_gradients(model, loss_fn, x, y, weights, range(len(weights))), _batch_size(x))
             yield self.cached
             return
-        seen = False
-        for batch in self.data:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise QonnxError(f"each batch of data must be an (x, y) pair, got {type(batch).__name__}")
-            x, y = _to(batch[0], self.device), _to(batch[1], self.device)
-            n = _batch_size(x)
-            if n == 0:
-                continue
-            seen = True
+        for x, y, n in self.raw():
             yield _gradients(model, loss_fn, x, y, weights, active), n
-        if not seen:
-            raise QonnxError("data yielded no samples (a re-iterable loader is needed: it is read once "
-                             "per probe batch)")
 
 
 def _gradients(model, loss_fn, x, y, weights, indices) -> dict:
