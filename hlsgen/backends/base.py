@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qonnx_ir.types import FixedType
+from qonnx_ir.types import FixedType, Saturation
 
 
 @dataclass
@@ -30,8 +30,20 @@ class Backend:
     name = ""
     define = ""  # the macro firmware/qnn_backend.h defines
 
+    # quantization / overflow mode names of the vendor's fixed-point type
+    rounding_names: dict = {}
+    saturation_names: dict = {}
+
     def fixed_type(self, fixed: FixedType) -> str:
         raise NotImplementedError
+
+    def mode_names(self, fixed: FixedType) -> tuple[str, str]:
+        """(rounding, saturation) spelt for the vendor. Unsigned narrow (top code dropped) has no
+        vendor mode: plain saturation at the port; the integer kernels clamp exactly inside."""
+        saturation = fixed.saturation
+        if saturation is Saturation.SAT_SYM and not fixed.signed:
+            saturation = Saturation.SAT
+        return self.rounding_names[fixed.rounding], self.saturation_names[saturation]
 
     def write_vendor_files(self, spec: ProjectSpec, directory: Path) -> list[str]:
         """Write build_prj.tcl, the testbench and README.md; return their relative paths."""

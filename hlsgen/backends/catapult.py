@@ -12,23 +12,19 @@ from qonnx_ir.types import FixedType, Rounding, Saturation
 from .base import Backend, ProjectSpec
 from .templates import Spelling, gxx_command, interface_markdown, testbench_cpp
 
-_ROUNDING = {Rounding.CONV: "AC_RND_CONV", Rounding.TRN: "AC_TRN"}
-_SATURATION = {Saturation.SAT: "AC_SAT", Saturation.SAT_SYM: "AC_SAT_SYM", Saturation.WRAP: "AC_WRAP"}
-
-
 class Catapult(Backend):
     name = "catapult"
     define = "QNN_BACKEND_CATAPULT"
     default_tech = "nangate-45nm_beh"
+    rounding_names = {Rounding.CONV: "AC_RND_CONV", Rounding.TRN: "AC_TRN"}
+    saturation_names = {Saturation.SAT: "AC_SAT", Saturation.SAT_SYM: "AC_SAT_SYM", Saturation.WRAP: "AC_WRAP"}
 
     def fixed_type(self, fixed: FixedType) -> str:
         if fixed.bipolar:
             return "ac_fixed<2, 2, true>"
-        saturation = _SATURATION[fixed.saturation]
-        if saturation == "AC_SAT_SYM" and not fixed.signed:
-            saturation = "AC_SAT"
+        rounding, saturation = self.mode_names(fixed)
         signed = "true" if fixed.signed else "false"
-        return f"ac_fixed<{fixed.width}, {fixed.int_bits}, {signed}, {_ROUNDING[fixed.rounding]}, {saturation}>"
+        return f"ac_fixed<{fixed.width}, {fixed.int_bits}, {signed}, {rounding}, {saturation}>"
 
     def write_vendor_files(self, spec: ProjectSpec, directory: Path) -> list[str]:
         """build_prj.tcl, tb/<top>_test.cpp (SCVerify), run_csim.sh and README.md."""

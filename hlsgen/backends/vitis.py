@@ -11,24 +11,20 @@ from qonnx_ir.types import FixedType, Rounding, Saturation
 from .base import Backend, ProjectSpec
 from .templates import Spelling, gxx_command, interface_markdown, testbench_cpp
 
-_ROUNDING = {Rounding.CONV: "AP_RND_CONV", Rounding.TRN: "AP_TRN"}
-# AP_SAT_SYM is the symmetric range of a signed narrow quantizer; unsigned narrow has no ap mode
-_SATURATION = {Saturation.SAT: "AP_SAT", Saturation.SAT_SYM: "AP_SAT_SYM", Saturation.WRAP: "AP_WRAP"}
-
-
 class Vitis(Backend):
     name = "vitis"
     define = "QNN_BACKEND_VITIS"
     default_part = "xcvu13p-flga2577-2-e"
+    rounding_names = {Rounding.CONV: "AP_RND_CONV", Rounding.TRN: "AP_TRN"}
+    # AP_SAT_SYM: the symmetric range of a signed narrow quantizer
+    saturation_names = {Saturation.SAT: "AP_SAT", Saturation.SAT_SYM: "AP_SAT_SYM", Saturation.WRAP: "AP_WRAP"}
 
     def fixed_type(self, fixed: FixedType) -> str:
         if fixed.bipolar:
             return "ap_fixed<2, 2>"
-        saturation = _SATURATION[fixed.saturation]
-        if saturation == "AP_SAT_SYM" and not fixed.signed:
-            saturation = "AP_SAT"
+        rounding, saturation = self.mode_names(fixed)
         kind = "ap_fixed" if fixed.signed else "ap_ufixed"
-        return f"{kind}<{fixed.width}, {fixed.int_bits}, {_ROUNDING[fixed.rounding]}, {saturation}>"
+        return f"{kind}<{fixed.width}, {fixed.int_bits}, {rounding}, {saturation}>"
 
     def write_vendor_files(self, spec: ProjectSpec, directory: Path) -> list[str]:
         """build_prj.tcl, tb/<top>_test.cpp, run_csim.sh and README.md."""
