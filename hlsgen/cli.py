@@ -19,14 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from qonnx_ir import execute, hw
-from qonnx_ir.commands import read_npy, write_npy
+from qonnx_ir import execute
+from qonnx_ir.commands import read_inputs, write_npy
+from qonnx_ir.dialect import HwGraph, is_hw
+from qonnx_ir.dialect.knobs import IO_STYLES, Knobs
 from qonnx_ir.errors import CheckFailed, QonnxError
+from qonnx_ir.files import check_output_file, writable_ancestor
 from qonnx_ir.model import load
-from qonnx_ir.types import FixedType
+from qonnx_ir.ops.dense import STRATEGIES
 
 from .backends import BACKENDS
-from .project import COMPILER, IO_STYLES, STRATEGIES, Project, generate
+from .project import COMPILER, Project, check_project_directory, generate
 
 HLS_EXAMPLE = """examples:
   qonnx hls model.onnx -o prj --backend vitis                  # raw QONNX: lowered first
@@ -34,15 +37,16 @@ HLS_EXAMPLE = """examples:
   qonnx hls model.hw.onnx -o prj --backend catapult --tech nangate-45nm_beh --clock-ns 10
   qonnx hls model.onnx -o prj --backend vitis --config cfg.yaml --tb-input x.npy
 
-cfg.yaml (every key optional; layer names as in the hardware dialect, see `qonnx info`):
-  reuse_factor: 4          # every Dense layer
+cfg.yaml (every key optional; layer names as in your model, see `qonnx info`):
+  reuse_factor: 4          # every layer that has one (Dense); any value from 1 to its products
   strategy: latency        # or resource: weights in a ROM instead of registers
+  io: stream               # or parallel
   layers:
-    dense_MatMul_1: {reuse_factor: 8, strategy: resource}
+    MatMul_1: {reuse_factor: 8, strategy: resource}
 
-Reuse factor of a Dense layer, first that applies: its `layers:` entry, --reuse,
-the config's `reuse_factor`, the layer's `reuse_factor` attribute in the model
-(`qonnx transform --reuse`), 1.
+For every layer and knob, the first that applies: its `layers:` entry, the command line
+(--reuse, --strategy, --io), the config's top-level key, the value already in the model
+(`qonnx transform --reuse`), the default (reuse 1, latency, parallel).
 """
 
 CSIM_EXAMPLE = """example:
@@ -62,9 +66,6 @@ VERIFY_EXAMPLE = """examples:
 Exit code 0 when every build is bit-exact with qonnx_ir's interpreter, 1 otherwise.
 """
 
-_CONFIG_KEYS = {"reuse_factor", "strategy", "layers"}
-_LAYER_KEYS = {"reuse_factor", "strategy"}
-_STRATEGIES = STRATEGIES  # latency: weights in registers; resource: weights in a ROM (reuse_factor shares multipliers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,17 +78,18 @@ def register_hls(subparsers) -> None:
     parser.add_argument("model", help="QONNX (lowered first) or hardware-dialect .onnx")
     parser.add_argument("-o", "--output", required=True, help="project directory (written atomically)")
     parser.add_argument("--backend", required=True, metavar="{vitis,catapult}", help="HLS tool")
-    parser.add_argument("--io", default="parallel", metavar="{parallel,stream}",
-                        help="top-level interface: arrays or streams (default %(default)s)")
-    parser.add_argument("--reuse", type=int, help="reuse factor of every Dense layer (see below)")
-    parser.add_argument("--config", help="YAML: reuse_factor, strategy, per-layer reuse_factor (see below)")
+    parser.add_argument("--io", metavar="{parallel,stream}",
+                        help="top-level interface: arrays or streams (default: the model's, else parallel)")
+    parser.add_argument("--reuse", type=positive_int, help="reuse factor of every layer that has one (see below)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="latency (weights in registers) or resource (a ROM)")
+    parser.add_argument("--config", help="YAML: reuse_factor, strategy, io, per-layer settings (see below)")
     target = parser.add_argument_group("target (Vitis: --part; Catapult: --part for an FPGA or --tech for an ASIC)")
     target.add_argument("--part", help=f"FPGA part (Vitis default {BACKENDS['vitis'].default_part})")
     target.add_argument("--tech", help=f"Catapult ASIC library (default {BACKENDS['catapult'].default_tech})")
     target.add_argument("--clock-ns", type=float, default=5.0, help="clock period in ns (default %(default)s)")
     parser.add_argument("--top", default="qnn_top", help="top function name (default %(default)s)")
     parser.add_argument("--tb-input", help="testbench inputs (.npy, N x features) instead of random U(-1, 1)")
-    parser.add_argument("--tb-samples", type=int, default=100,
+    parser.add_argument("--tb-samples", type=positive_int, default=100,
                         help="random testbench samples when no --tb-input (default %(default)s)")
     _add_lowering_arguments(parser)
     parser.set_defaults(func=hls_command)
@@ -109,9 +111,10 @@ def register_verify(subparsers) -> None:
     parser.add_argument("model", help="QONNX (lowered first) or hardware-dialect .onnx")
     parser.add_argument("--backend", default="both", metavar="{vitis,catapult,both}", help="default %(default)s")
     parser.add_argument("--io", default="both", metavar="{parallel,stream,both}", help="default %(default)s")
-    parser.add_argument("--reuse", type=int, help="reuse factor of every Dense layer")
+    parser.add_argument("--reuse", type=positive_int, help="reuse factor of every layer that has one")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="latency or resource, for every layer that has one")
     parser.add_argument("--config", help="YAML as for `qonnx hls`")
-    parser.add_argument("--samples", type=int, default=1000,
+    parser.add_argument("--samples", type=positive_int, default=1000,
                         help="random inputs U(-1, 1) when no --input (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default %(default)s)")
     parser.add_argument("--input", help="inputs (.npy, N x features) instead of random ones")
@@ -119,6 +122,12 @@ def register_verify(subparsers) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="print the lowering report")
     _add_lowering_arguments(parser)
     parser.set_defaults(func=verify_command)
+
+
+def positive_int(text: str) -> int:
+    from transforms.cli import positive_int as parse
+
+    return parse(text)
 
 
 def _add_lowering_arguments(parser) -> None:
@@ -129,11 +138,6 @@ def _add_lowering_arguments(parser) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # shared steps
-
-
-def _positive(value, what: str) -> None:
-    if value is not None and value < 1:
-        raise QonnxError(f"{what} must be >= 1 (got {value})")
 
 
 def _check_choice(value: str, choices, what: str) -> None:
@@ -168,104 +172,31 @@ def read_config(path: str | None) -> dict:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or type(error).__name__
         raise QonnxError(f"{path}: not valid YAML{where} ({problem})") from None
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise QonnxError(f"{path}: expected a mapping with keys {', '.join(sorted(_CONFIG_KEYS))}")
-    _check_keys(config, _CONFIG_KEYS, f"{path}: unknown key", "")
-    _check_knobs(config, path, "")
-    layers = config.get("layers") or {}
-    if not isinstance(layers, dict):
-        raise QonnxError(f"{path}: layers must map layer names to settings, e.g. layers: {{dense_MatMul_1: {{reuse_factor: 8}}}}")
-    for name, settings in layers.items():
-        if not isinstance(settings, dict):
-            raise QonnxError(f"{path}: layers.{name} must be a mapping, e.g. {{reuse_factor: 8}}")
-        _check_keys(settings, _LAYER_KEYS, f"{path}: unknown key", f"layers.{name}.")
-        _check_knobs(settings, path, f"layers.{name}.")
-    return {**config, "layers": {str(name): settings for name, settings in layers.items()}}
-
-
-def _check_keys(mapping: dict, allowed: set, message: str, prefix: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            raise QonnxError(f"{message} {prefix}{key} (known: {', '.join(sorted(allowed))})")
-
-
-def _check_knobs(mapping: dict, path: str, prefix: str) -> None:
-    if "reuse_factor" in mapping:
-        reuse = mapping["reuse_factor"]
-        if isinstance(reuse, bool) or not isinstance(reuse, int) or reuse < 1:
-            raise QonnxError(f"{path}: {prefix}reuse_factor must be a positive integer (got {reuse!r})")
-    if "strategy" in mapping and mapping["strategy"] not in _STRATEGIES:
-        raise QonnxError(f"{path}: {prefix}strategy {mapping['strategy']!r} is not implemented "
-                         f"(known: {', '.join(_STRATEGIES)}; reuse_factor shares multipliers)")
+    Knobs.from_config(config, path)  # unknown keys and malformed layers, before any work
+    return config or {}
 
 
 def _lowered(args, progress=print, report=True):
     """The hardware-dialect model: loaded as is, or raw QONNX lowered with the command's options."""
     model = load(args.model)
-    if all(hw.is_hw(node) for node in model.graph.node):
+    if all(is_hw(node) for node in model.graph.node):
         return model, False
     from transforms import lower
     from transforms.cli import options_from
 
-    for option in ("input_type", "softmax_out_type"):  # say which option holds the bad type
-        try:
-            FixedType.parse(getattr(args, option))
-        except QonnxError as error:
-            raise QonnxError(f"--{option.replace('_', '-')}: {error}") from None
-    options = options_from(argparse.Namespace(**{**vars(args), "reuse": args.reuse or 1}))
+    options = options_from(args)
     progress(f"lowering {args.model} (QONNX) to the hardware dialect ...")
     lowered, context = lower(model, options)
+    if context.report.warnings:
+        print(f"WARNING: the lowering is not exact in {len(context.report.warnings)} place(s)"
+              + ("; see below" if report else " (see qonnx transform)"))
     if report and context.report.lines:
         print(context.report)
-    if not all(hw.is_hw(node) for node in lowered.graph.node):
-        left = next(node for node in lowered.graph.node if not hw.is_hw(node))
-        raise QonnxError(f"{left.op_type} was not lowered to the hardware dialect", node=left.name)
     return lowered, True
 
 
-def reuse_config(model, config: dict, reuse: int | None, source: str = "config") -> dict:
-    """A config for `generate` naming the reuse factor of every Dense layer explicitly.
-
-    Order: the layer's entry, --reuse, the config's reuse_factor, the model's attribute, 1.
-    """
-    nodes = {node.name: node for node in model.graph.node}
-    dense = [name for name, node in nodes.items() if node.op_type == "Dense"]
-    layers = config.get("layers", {})
-    for name in layers:
-        if name not in nodes:
-            raise QonnxError(f"{source}: layer {name!r} is not in the model (Dense layers: {', '.join(dense) or 'none'})")
-        if "reuse_factor" in layers[name] and nodes[name].op_type != "Dense":
-            raise QonnxError(f"{source}: layer {name!r} is a {nodes[name].op_type}; reuse_factor applies to Dense "
-                             f"layers only ({', '.join(dense)})")
-    explicit = {}
-    for name in dense:
-        rule = [layers.get(name, {}).get("reuse_factor"), reuse, config.get("reuse_factor"),
-                hw.attribute(nodes[name], "reuse_factor"), 1]
-        explicit[name] = {"reuse_factor": int(next(r for r in rule if r is not None))}
-    return {"layers": explicit}
-
-
-def checked_inputs(x: np.ndarray, where: str, features: int) -> np.ndarray:
-    """(N, ...) inputs with `features` values per sample, finite; a one-line error otherwise."""
-    if x.ndim == 0:
-        raise QonnxError(f"{where}: a scalar, expected an array of shape (N, {features})")
-    if x.ndim == 1:
-        x = x[None, :]
-    if len(x) == 0:
-        raise QonnxError(f"{where}: holds no samples")
-    if x.size != len(x) * features:
-        raise QonnxError(f"{where}: {x.size // len(x)} values per sample, the model expects {features} "
-                         f"(shape {tuple(x.shape)})")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise QonnxError(f"{where}: holds NaN or infinite values")
-    return x
-
-
-def _features(model) -> tuple[list[int], int]:
-    shape = [int(d) for d in hw.attribute(model.graph.node[0], "in_shape", [])]
-    return shape, int(np.prod(shape)) if shape else 1
+def _input_shape(model) -> tuple[int, ...]:
+    return HwGraph(model).nodes[0].input_shape
 
 
 def vendor_command(project: Path) -> str | None:
@@ -291,8 +222,9 @@ def _files(project: Path) -> str:
 
 
 def _check_output_directory(path: str) -> None:
-    if Path(path).exists() and not Path(path).is_dir():
-        raise QonnxError(f"{path} exists and is not a directory: choose another -o")
+    """Before any work: a new, empty or previous-project directory, somewhere writable."""
+    check_project_directory(Path(path))
+    writable_ancestor(Path(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,21 +233,18 @@ def _check_output_directory(path: str) -> None:
 
 def hls_command(args) -> None:
     _check_choice(args.backend, tuple(BACKENDS), "backend")
-    _check_choice(args.io, IO_STYLES, "io style")
-    _positive(args.reuse, "--reuse")
-    _positive(args.tb_samples, "--tb-samples")
+    if args.io is not None:
+        _check_choice(args.io, IO_STYLES, "io style")
     if args.clock_ns <= 0:
         raise QonnxError(f"--clock-ns must be positive (got {args.clock_ns:g})")
     _check_target(args.backend, args.part, args.tech)
     _check_output_directory(args.output)
     config = read_config(args.config)
     model, was_lowered = _lowered(args)
-    tb_inputs = None
-    if args.tb_input:
-        tb_inputs = checked_inputs(read_npy(args.tb_input), args.tb_input, _features(model)[1])
-    project = generate(model, args.output, backend=args.backend, io=args.io, config=reuse_config(model, config, args.reuse, args.config),
-                       part=args.part, tech=args.tech, clock_ns=args.clock_ns, top=args.top, tb_inputs=tb_inputs,
-                       tb_samples=args.tb_samples)
+    tb_inputs = read_inputs(args.tb_input, _input_shape(model)) if args.tb_input else None
+    project = generate(model, args.output, backend=args.backend, io=args.io, reuse=args.reuse, strategy=args.strategy,
+                       config=config, source=args.config or "config", part=args.part, tech=args.tech,
+                       clock_ns=args.clock_ns, top=args.top, tb_inputs=tb_inputs, tb_samples=args.tb_samples)
     print(summary(project, was_lowered))
 
 
@@ -333,9 +262,12 @@ def summary(project: Project, was_lowered: bool) -> str:
         "  layers:",
     ]
     width = max(len(layer["ident"]) for layer in meta["layers"])
+    kernel_width = max(len(layer["kernel"]) for layer in meta["layers"])
     for layer in meta["layers"]:
-        reuse = f"reuse {meta['reuse'][layer['ident']]}" if layer["op"] == "Dense" else ""
-        lines.append(f"    {layer['ident']:<{width}}  {layer['op']:<8} qnn::{layer['kernel']:<24} {reuse}".rstrip())
+        knobs = f"reuse {layer['reuse_factor']}, {layer['strategy']}, " if "reuse_factor" in layer else ""
+        lines.append(f"    {layer['ident']:<{width}}  {layer['op']:<10} {layer['kernel']:<{kernel_width}}  "
+                     f"{knobs}II {layer['ii']}, latency ~{layer['latency']}")
+    lines.append(f"  requested: a new sample every {meta['interval']} cycle(s), latency ~{meta['latency']} cycles")
     lines.append(f"  {_files(project.path)}")
     command = vendor_command(project.path)
     lines.append(f"  run {meta['backend']}:  {command}" if command else "  run the vendor tool: see README.md (not written)")
@@ -349,7 +281,8 @@ def summary(project: Project, was_lowered: bool) -> str:
 
 def csim_command(args) -> None:
     project = Project(args.project)
-    x = checked_inputs(read_npy(args.input), args.input, int(project.metadata["n_in"]))
+    check_output_file(args.output)
+    x = read_inputs(args.input, project.graph.nodes[0].input_shape)
     compiled = _compile(project, print)
     print(_compile_line(project, compiled))
     start = time.perf_counter()
@@ -387,31 +320,30 @@ def verify_command(args) -> None:
     backends = tuple(BACKENDS) if args.backend == "both" else (args.backend,)
     styles = IO_STYLES if args.io == "both" else (args.io,)
     if args.output:
-        _check_output_directory(args.output)
-    _positive(args.reuse, "--reuse")
-    _positive(args.samples, "--samples")
+        _check_container(Path(args.output), backends, styles)
     config = read_config(args.config)
     model, was_lowered = _lowered(args, report=args.verbose)
-    shape, features = _features(model)
+    shape = _input_shape(model)
     if args.input:
-        x, where = checked_inputs(read_npy(args.input), args.input, features), args.input
+        x, where = read_inputs(args.input, shape), args.input
     else:
         x = np.random.default_rng(args.seed).uniform(-1, 1, (args.samples, *shape))
         where = f"{args.samples} random inputs U(-1, 1) (seed {args.seed})"
-    generation = reuse_config(model, config, args.reuse, args.config)
+    knobs = dict(reuse=args.reuse, strategy=args.strategy, config=config, source=args.config or "config")
+    graph = HwGraph(model)
     start = time.perf_counter()
-    expected_codes = np.asarray(execute(model, x, codes=True))
+    expected_codes = np.asarray(execute(graph, x, codes=True))
     interpreter_seconds = time.perf_counter() - start
-    expected = np.asarray(execute(model, x))
+    expected = np.asarray(execute(graph, x))
     expected_codes = expected_codes.reshape(len(x), -1)
     expected = expected.reshape(len(x), -1)
 
     if args.output:
-        rows = _verify_in(Path(args.output), model, generation, backends, styles, x, expected_codes, expected)
+        rows = _verify_in(Path(args.output), model, knobs, backends, styles, x, expected_codes, expected)
         kept = f"projects kept in {args.output}"
     else:
         with tempfile.TemporaryDirectory(prefix="qonnx-verify-") as directory:
-            rows = _verify_in(Path(directory), model, generation, backends, styles, x, expected_codes, expected)
+            rows = _verify_in(Path(directory), model, knobs, backends, styles, x, expected_codes, expected)
         kept = "projects deleted (keep them with -o DIR)"
     print(_report(args.model, was_lowered, where, x, expected, interpreter_seconds, rows, kept))
     failed = [row for row in rows if row["mismatches"]]
@@ -420,13 +352,26 @@ def verify_command(args) -> None:
         raise CheckFailed(f"{len(failed)} of {len(rows)} builds differ from the interpreter: {names}")
 
 
-def _verify_in(directory: Path, model, generation, backends, styles, x, expected_codes, expected) -> list[dict]:
+def _check_container(directory: Path, backends, styles) -> None:
+    """verify -o DIR holds one project per build: DIR must be a real directory (or new), and
+    each project folder in it new, empty or a previous project."""
+    if directory.is_symlink():
+        raise QonnxError(f"{directory} is a symbolic link: give the directory itself")
+    if directory.exists() and not directory.is_dir():
+        raise QonnxError(f"{directory} exists and is not a directory: choose another -o")
+    writable_ancestor(directory / "x")
+    for backend in backends:
+        for io in styles:
+            check_project_directory(directory / f"{backend}_{io}")
+
+
+def _verify_in(directory: Path, model, knobs, backends, styles, x, expected_codes, expected) -> list[dict]:
     projects = []
     for backend in backends:
         for io in styles:
             print(f"generating {backend}/{io} ...")
-            projects.append(generate(model, directory / f"{backend}_{io}", backend=backend, io=io, config=generation,
-                                     tb_inputs=x[:100]))
+            projects.append(generate(model, directory / f"{backend}_{io}", backend=backend, io=io, tb_inputs=x[:100],
+                                     **knobs))
     # g++ runs in its own process: the backends compile side by side, each backend's projects
     # one after the other (they share one precompiled vendor header, built by the first)
     chains: dict[str, list[Project]] = {}

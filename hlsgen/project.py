@@ -1,7 +1,11 @@
 """`generate` writes a complete HLS project; `Project` compiles and runs its C simulation.
 
-A project is written to a temporary directory beside the target and renamed into place
-when complete, so a failure never leaves half a project.
+A project is written to a temporary directory beside the target and renamed into place when
+complete, so a failure never leaves half a project. The target must be new, an empty
+directory, or a project hawq2hls wrote before: then only the files its `project.json` lists
+are replaced, everything else in it (vendor tool runs, the user's own files) is kept, and a
+file of the user's inside one of the project's own folders makes it refuse. Nothing is ever
+followed through a symbolic link.
 """
 
 from __future__ import annotations
@@ -16,101 +20,61 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from qonnx_ir import hw
+from qonnx_ir.dialect import HwGraph
+from qonnx_ir.dialect.knobs import IO_STYLES, Knobs, apply_knobs
 from qonnx_ir.errors import QonnxError
-from qonnx_ir.files import usual_mode, write_text_atomically
-from qonnx_ir.interpreter import KERNELS, execute
+from qonnx_ir.files import usual_mode, writable_ancestor, write_text_atomically
+from qonnx_ir.interpreter import execute
 from qonnx_ir.model import load, save
 
 from .backends import ProjectSpec, backend as get_backend
-from .firmware import build_layers
+from .firmware import Design, build_design
 from .headers import find_headers
 from .names import top_name
 from .top import bridge_cpp, parameters_h, top_cpp, top_h, weights_h
 
-IO_STYLES = ("parallel", "stream")
-COMPILER = ["g++", "-std=c++17", "-O2", "-fPIC", "-shared", "-DQNN_PLAIN_CXX", "-Wall", "-Wextra"]
+COMPILER = ["g++", "-std=c++14", "-O2", "-fPIC", "-shared", "-DQNN_PLAIN_CXX", "-Wall", "-Wextra"]
+GENERATOR = "hawq2hls"
+SOURCE = "model.hw.onnx"
+# Top-level entries a project owns; `build/` is the C simulation's cache and survives regeneration.
+OWNED = ("firmware", "bridge", "tb", "tb_data", SOURCE, "project.json", "build_prj.tcl", "run_csim.sh", "README.md")
+CACHE = "build"
 
 
-STRATEGIES = ("latency", "resource")
+def generate(model, outdir, *, backend: str = "vitis", io: str | None = None, reuse: int | None = None,
+             strategy: str | None = None, config: dict | None = None, part: str | None = None,
+             tech: str | None = None, clock_ns: float = 5.0, top: str = "qnn_top",
+             tb_inputs: np.ndarray | None = None, tb_samples: int = 100, source: str = "config") -> Project:
+    """Write the project for a hardware-dialect model into outdir and return it (not compiled yet).
 
-
-def _layer_rule(default: int, config: dict | None):
-    """node name -> (reuse factor, strategy), from the YAML config's global and per-layer keys."""
-    layers = (config or {}).get("layers", {}) or {}
-    default = int((config or {}).get("reuse_factor", default))
-    default_strategy = str((config or {}).get("strategy", "latency")).lower()
-
-    def settings_for(node_name: str) -> tuple[int, str]:
-        layer = layers.get(node_name, {}) or {}
-        strategy = str(layer.get("strategy", default_strategy)).lower()
-        if strategy not in STRATEGIES:
-            raise QonnxError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}", node=node_name)
-        return int(layer.get("reuse_factor", default)), strategy
-
-    return settings_for
-
-
-def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reuse: int = 1, config: dict | None = None,
-             part: str | None = None, tech: str | None = None, clock_ns: float = 5.0, top: str = "qnn_top",
-             tb_inputs: np.ndarray | None = None, tb_samples: int = 100) -> Project:
-    """Write the project for a hardware-dialect model into outdir and return it (not compiled yet)."""
+    Knobs (io, reuse, strategy, a config mapping as in `--config`) are resolved into the model
+    first (`qonnx_ir.dialect.knobs`): the same knobs give the same project from the API, the
+    CLI or a config file, and a model that already carries knobs keeps them unless told otherwise.
+    """
     chosen = get_backend(backend)
-    if io not in IO_STYLES:
-        raise QonnxError(f"unknown io style {io!r} (choose parallel or stream)")
     if clock_ns <= 0:
         raise QonnxError("--clock-ns must be positive")
+    if tb_samples < 1:
+        raise QonnxError("--tb-samples must be >= 1")
     model = load(model)
+    apply_knobs(model, Knobs.from_config(config, source).override(reuse_factor=reuse, strategy=strategy, io=io))
+    graph = HwGraph(model)
+    design = build_design(graph, chosen)
     top = top_name(top)
-    input_type, layers = build_layers(model, _layer_rule(reuse, config))
-    output_type = hw.out_tensor(model.graph.node[-1]).type
-    source = "model.hw.onnx"
     outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise QonnxError(f"{outdir} is a file: choose a directory for -o")
-    if outdir.exists() and not (outdir / "project.json").is_file() and any(outdir.iterdir()):
-        raise QonnxError(f"{outdir} exists and is not a generated project: choose another -o")
+    previous = check_project_directory(outdir)
+    writable_ancestor(outdir)
     created = next((p for p in [*reversed(outdir.parents)] if not p.exists()), None)  # removed again on failure
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
-        firmware = staging / "firmware"
-        (firmware / "weights").mkdir(parents=True)
-        shutil.copytree(Path(str(resources.files("hlsgen"))) / "include" / "qnn", firmware / "qnn")
-        (firmware / "qnn_backend.h").write_text(f"// Selects the {chosen.name} spelling of qnn/portability.h.\n#define {chosen.define}\n")
-        (firmware / "parameters.h").write_text(parameters_h(chosen, input_type, output_type, layers, source))
-        (firmware / f"{top}.h").write_text(top_h(top, io, source))
-        (firmware / f"{top}.cpp").write_text(top_cpp(top, io, layers, source))
-        for layer in layers:
-            (firmware / "weights" / f"{layer.ident}.h").write_text(weights_h(layer, source))
-        (staging / "bridge").mkdir()
-        (staging / "bridge" / f"{top}_bridge.cpp").write_text(bridge_cpp(top, io, source))
-        save(model, staging / source)
-        samples = _write_tb_data(model, staging / "tb_data", tb_inputs, tb_samples)
-        firmware_files = sorted(str(p.relative_to(staging)) for p in firmware.rglob("*") if p.is_file())
-        spec = ProjectSpec(top, io, layers[0].n_in, layers[-1].n_out, input_type, output_type, clock_ns, part, tech,
-                           firmware_files, layers, samples)
-        vendor_files = chosen.write_vendor_files(spec, staging)
-        metadata = {
-            "top": top, "backend": chosen.name, "io": io, "n_in": spec.n_in, "n_out": spec.n_out,
-            "input_type": str(input_type), "output_type": str(output_type), "clock_ns": clock_ns,
-            "part": part, "tech": tech, "reuse": {layer.ident: layer.reuse_factor for layer in layers},
-            "strategy": {layer.ident: layer.strategy for layer in layers if layer.op == "Dense"},
-            "layers": [{"ident": l.ident, "node": l.node_name, "op": l.op, "kernel": l.kernel} for l in layers],
-            "files": firmware_files + [f"bridge/{top}_bridge.cpp"] + vendor_files,
-        }
-        (staging / "project.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        _write_project(staging, model, graph, design, chosen, top, part, tech, clock_ns, tb_inputs, tb_samples)
         staging.chmod(usual_mode(directory=True))  # mkdtemp makes it private
-        if outdir.exists():
-            if (outdir / "build").is_dir():  # keep compiled libraries: the cache is keyed by content
-                (outdir / "build").rename(staging / "build")
-            shutil.rmtree(outdir)
-        staging.rename(outdir)
+        _install(staging, outdir, previous)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created is not None:
@@ -119,22 +83,133 @@ def generate(model, outdir, *, backend: str = "vitis", io: str = "parallel", reu
     return Project(outdir)
 
 
-def _write_tb_data(model, directory: Path, inputs, samples: int) -> int:
+def _write_project(staging: Path, model, graph: HwGraph, design: Design, chosen, top, part, tech, clock_ns,
+                   tb_inputs, tb_samples) -> None:
+    firmware = staging / "firmware"
+    (firmware / "weights").mkdir(parents=True)
+    (firmware / "qnn").mkdir()
+    headers = {Path(__file__).parent / "include" / "qnn" / name
+               for name in ("portability.h", "stage.h")} | {layer.header for layer in design.layers}
+    for header in sorted(headers):
+        shutil.copyfile(header, firmware / "qnn" / header.name)
+    (firmware / "qnn_backend.h").write_text(f"// Selects the {chosen.name} spelling of qnn/portability.h.\n"
+                                            f"#define {chosen.define}\n")
+    (firmware / "parameters.h").write_text(parameters_h(chosen, design, SOURCE))
+    (firmware / f"{top}.h").write_text(top_h(top, design.io, SOURCE))
+    (firmware / f"{top}.cpp").write_text(top_cpp(top, design, SOURCE))
+    for layer in design.layers:
+        if layer.arrays:
+            (firmware / "weights" / f"{layer.ident}.h").write_text(weights_h(layer, SOURCE))
+    (staging / "bridge").mkdir()
+    (staging / "bridge" / f"{top}_bridge.cpp").write_text(bridge_cpp(top, design.io, SOURCE))
+    save(model, staging / SOURCE)
+    samples = _write_tb_data(graph, staging / "tb_data", tb_inputs, tb_samples)
+    firmware_files = sorted(str(p.relative_to(staging)) for p in firmware.rglob("*") if p.is_file())
+    spec = ProjectSpec(top, design.io, design.n_in, design.n_out, design.input_type, design.output_type, clock_ns,
+                       part, tech, firmware_files, design, samples)
+    vendor_files = chosen.write_vendor_files(spec, staging)
+    files = sorted({*firmware_files, f"bridge/{top}_bridge.cpp", SOURCE, *vendor_files,
+                    *(str(p.relative_to(staging)) for p in (staging / "tb_data").iterdir())})
+    metadata = {
+        "generator": GENERATOR, "top": top, "backend": chosen.name, "io": design.io,
+        "n_in": design.n_in, "n_out": design.n_out, "input_type": str(design.input_type),
+        "output_type": str(design.output_type), "clock_ns": clock_ns, "part": part, "tech": tech,
+        "interval": design.interval, "latency": design.latency,
+        "layers": [{"ident": l.ident, "node": l.node, "op": l.op, "kernel": l.kernel, "ii": l.cost.ii,
+                    "latency": l.cost.latency, "tokens": l.tokens, **l.knobs} for l in design.layers],
+        "files": files + ["project.json"],
+    }
+    (staging / "project.json").write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def _write_tb_data(graph: HwGraph, directory: Path, inputs, samples: int) -> int:
     """Inputs and expected outputs as integer codes (exact), and as real values for people."""
     directory.mkdir()
-    first = model.graph.node[0]
+    first = graph.nodes[0]
     if inputs is None:
-        shape = hw.attribute(first, "in_shape", [])
-        inputs = np.random.default_rng(0).uniform(-1, 1, (samples, *shape))
+        inputs = np.random.default_rng(0).uniform(-1, 1, (samples, *first.input_shape))
     inputs = np.asarray(inputs)
-    in_codes = np.asarray(KERNELS["InputQuant"](first, [inputs], model)).astype(np.int64)
-    out_codes = np.asarray(execute(model, inputs, codes=True)).astype(np.int64)
+    in_codes = np.asarray(first.evaluate([inputs])[0]).astype(np.int64).reshape(len(inputs), -1)
+    out_codes = np.asarray(execute(graph, inputs, codes=True)).astype(np.int64)
     np.savetxt(directory / "tb_input_codes.dat", in_codes, fmt="%d")
     np.savetxt(directory / "tb_output_codes.dat", out_codes.reshape(len(inputs), -1), fmt="%d")
     np.savetxt(directory / "tb_input_features.dat", inputs.reshape(len(inputs), -1), fmt="%.17g")
-    np.savetxt(directory / "tb_output_predictions.dat", execute(model, inputs).reshape(len(inputs), -1), fmt="%.17g")
+    np.savetxt(directory / "tb_output_predictions.dat", execute(graph, inputs).reshape(len(inputs), -1), fmt="%.17g")
     return len(inputs)
 
+
+# -- the output directory ---------------------------------------------------------------------
+
+
+def check_project_directory(outdir: Path) -> list[str] | None:
+    """None for a new or empty directory; the files of a previous project otherwise (checked:
+    every one a regular file inside it). QonnxError for anything else."""
+    if outdir.is_symlink():
+        raise QonnxError(f"{outdir} is a symbolic link: give the project directory itself")
+    if not outdir.exists():
+        return None
+    if not outdir.is_dir():
+        raise QonnxError(f"{outdir} exists and is not a directory: choose another -o")
+    if not any(outdir.iterdir()):
+        return None
+    files = _previous_files(outdir)
+    if files is None:
+        raise QonnxError(f"{outdir} exists and is not a project written by hawq2hls: choose another -o "
+                         "(or an empty directory)")
+    for path in sorted(outdir.rglob("*")):
+        relative = path.relative_to(outdir)
+        if relative.parts[0] in OWNED and relative.parts[0] != "project.json":
+            if path.is_symlink() or (not path.is_dir() and str(relative) not in files):
+                raise QonnxError(f"{path} was not written by hawq2hls: move it out of {outdir} before regenerating "
+                                 "(or choose another -o)")
+    return files
+
+
+def _previous_files(outdir: Path) -> list[str] | None:
+    metadata = outdir / "project.json"
+    if metadata.is_symlink() or not metadata.is_file():
+        return None
+    try:
+        content = json.loads(metadata.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return None
+    # projects written before the "generator" key existed carry top and backend
+    if not isinstance(content, dict) or content.get("generator", GENERATOR) != GENERATOR or \
+            not {"top", "backend", "files"} <= set(content):
+        return None
+    files = content.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    for name in files:
+        path = outdir / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).parts[:1] not in [(o,) for o in OWNED]:
+            return None
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            return None
+    return files
+
+
+def _install(staging: Path, outdir: Path, previous: list[str] | None) -> None:
+    """Rename the finished staging directory into place. A previous project's own entries are
+    deleted; its cache and anything else it holds move into the new project."""
+    if previous is None:
+        staging.rename(outdir)  # a new name, or an empty directory
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
+    backup.rmdir()
+    outdir.rename(backup)
+    try:
+        staging.rename(outdir)
+    except BaseException:
+        backup.rename(outdir)
+        raise
+    for entry in backup.iterdir():
+        if entry.name not in OWNED:  # build/ (the cache), vendor tool runs, the user's files
+            entry.rename(outdir / entry.name)
+    shutil.rmtree(backup)
+
+
+# -- the C simulation -------------------------------------------------------------------------
 
 VENDOR_INCLUDES = {
     "vitis": ["ap_int.h", "ap_fixed.h", "hls_stream.h"],
@@ -171,9 +246,6 @@ def precompiled_vendor_headers(backend: str, vendor_flags: list[str]) -> list[st
     return ["-include", str(header)]
 
 
-
-
-
 @dataclass
 class CompileResult:
     library: Path
@@ -187,20 +259,24 @@ class Project:
 
     def __init__(self, path):
         self.path = Path(path)
-        metadata = self.path / "project.json"
-        if not metadata.is_file():
-            raise QonnxError(f"{self.path} is not a generated project (no project.json): run qonnx hls first")
-        self.metadata = json.loads(metadata.read_text())
+        if _previous_files(self.path) is None:
+            raise QonnxError(f"{self.path} is not a project written by hawq2hls (no valid project.json): "
+                             "run qonnx hls first")
+        self.metadata = json.loads((self.path / "project.json").read_text())
         self.top = self.metadata["top"]
         self._library = None
-        self._model = None
+        self._graph = None
         self.last_compile: CompileResult | None = None
 
     @property
+    def graph(self) -> HwGraph:
+        if self._graph is None:
+            self._graph = HwGraph(load(self.path / SOURCE))
+        return self._graph
+
+    @property
     def model(self):
-        if self._model is None:
-            self._model = load(self.path / "model.hw.onnx")
-        return self._model
+        return self.graph.model
 
     def sources(self) -> list[Path]:
         return [self.path / "bridge" / f"{self.top}_bridge.cpp"]  # it includes the firmware
@@ -218,7 +294,7 @@ class Project:
                 digest.update(file.read_bytes())
         for directory in headers.directories:
             digest.update(str(directory).encode())
-        library = self.path / "build" / f"lib{self.top}_{digest.hexdigest()[:16]}.so"
+        library = self.path / CACHE / f"lib{self.top}_{digest.hexdigest()[:16]}.so"
         if library.is_file():
             self.last_compile = CompileResult(library, 0.0, True, headers.origin)
             return self.last_compile
@@ -226,7 +302,7 @@ class Project:
         if progress:
             progress(f"compiling {self.path.name} with g++ (headers from {headers.origin}) ...")
         if shutil.which(COMPILER[0]) is None:
-            raise QonnxError(f"{COMPILER[0]} not found: install a C++17 compiler to run the C simulation")
+            raise QonnxError(f"{COMPILER[0]} not found: install a C++14 compiler to run the C simulation")
         start = time.perf_counter()
         handle, partial_name = tempfile.mkstemp(prefix=f".{library.name}.", suffix=".partial", dir=library.parent)
         os.close(handle)
@@ -253,7 +329,7 @@ class Project:
         return self._library
 
     def predict_codes(self, input_codes: np.ndarray) -> np.ndarray:
-        """Run integer input codes (N, n_in) through the compiled C++; returns output codes (N, n_out)."""
+        """Run input codes (N, n_in; channels last) through the compiled C++; returns output codes (N, n_out)."""
         codes = np.ascontiguousarray(np.asarray(input_codes, dtype=np.int64).reshape(-1, self.metadata["n_in"]))
         out = np.zeros((len(codes), self.metadata["n_out"]), dtype=np.int64)
         pointer = ctypes.POINTER(ctypes.c_longlong)
@@ -262,9 +338,14 @@ class Project:
 
     def predict(self, x: np.ndarray, *, codes: bool = False) -> np.ndarray:
         """Like qonnx_ir.execute on the project's model, but computed by the generated C++."""
+        graph = self.graph
         x = np.asarray(x)
         if x.ndim == 1:
             x = x[None, :]
-        first, last = self.model.graph.node[0], self.model.graph.node[-1]
-        out = self.predict_codes(KERNELS["InputQuant"](first, [x], self.model))
-        return out if codes else out * hw.out_tensor(last).real_scale
+        input_codes = graph.nodes[0].evaluate([x])[0]
+        output = graph.outputs[0]
+        out = self.predict_codes(input_codes).reshape(len(x), *graph.edge(output).shape)
+        return out if codes else out * graph.edge(output).real_scale
+
+
+__all__ = ["COMPILER", "IO_STYLES", "CompileResult", "Project", "generate"]

@@ -3,12 +3,13 @@
 It imports none of the other packages of this project (it is the ground floor).
 """
 
+from .dialect import EdgeType, HwGraph
 from .errors import CheckFailed, QonnxError
 from .interpreter import execute
 from .model import load, save
 from .types import FixedType
 
-__all__ = ["CheckFailed", "FixedType", "QonnxError", "execute", "export", "load", "save"]
+__all__ = ["CheckFailed", "EdgeType", "FixedType", "HwGraph", "QonnxError", "execute", "export", "load", "save"]
 
 
 def __getattr__(name):

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .errors import CheckFailed, QonnxError
+from .files import check_output_file
+from .limits import MAX_SAMPLE_ELEMENTS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,6 +91,11 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
                          "give the batch dimension first, e.g. 1,16 or 1,3,32,32") from None
     if any(dim <= 0 for dim in dims):
         raise QonnxError(f"--input-shape {text!r} has a dimension <= 0; every dimension must be positive")
+    if len(dims) < 2:
+        raise QonnxError(f"--input-shape {text!r} has no batch dimension: give it first, e.g. 1,{text.strip('()[] ')}")
+    if math.prod(dims[1:]) > MAX_SAMPLE_ELEMENTS or dims[0] > 4096:
+        raise QonnxError(f"--input-shape {text!r} is too large (at most {MAX_SAMPLE_ELEMENTS:,} values per sample, "
+                         "batch at most 4096)")
     return dims
 
 
@@ -189,11 +196,11 @@ def _load_checkpoint(model: torch.nn.Module, checkpoint: str) -> None:
 
 def _check_destination(path: str | os.PathLike) -> Path:
     destination = Path(path)
-    if destination.is_dir():
+    if destination.is_dir() and not destination.is_symlink():
         raise QonnxError(f"output '{destination}' is a directory; give a file name such as model.onnx")
     if not destination.parent.is_dir():
         raise QonnxError(f"output directory '{destination.parent}' does not exist; create it first")
-    return destination
+    return check_output_file(destination)
 
 
 def _torch_outputs(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:

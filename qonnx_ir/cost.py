@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict, dataclass
 
 from qonnx.analysis.inference_cost import inference_cost as qonnx_inference_cost
@@ -30,18 +29,18 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
-from . import hw
-from .quant import QUANT_OPS, check_quantizer
+from .dialect.graph import HwGraph, is_hw
+from .dialect.op import ArithmeticCost
 from .errors import QonnxError
 from .model import load
-from .types import FixedType
+from .quant import QUANT_OPS, check_quantizer
 
 FLOAT_BITS = 32  # what qonnx counts for a FLOAT32 tensor
 NO_TYPE = "-"
 
 
 @dataclass
-class LayerCost:
+class LayerCost(ArithmeticCost):
     name: str
     op: str
     in_shape: tuple[int, ...]  # without the batch dimension
@@ -54,20 +53,16 @@ class LayerCost:
     weight_bits_each: int  # 0 when the layer has no weights
     act_bits: int
     n_weights: int
-
-    @property
-    def bops(self) -> int:
-        return self.macs * self.weight_bits_each * self.act_bits
-
-    @property
-    def weight_memory_bits(self) -> int:
-        return self.n_weights * self.weight_bits_each
+    # hardware estimates from the node's knobs (hardware-dialect graphs only)
+    multipliers: int = 0
+    ii: int = 0
+    latency: int = 0
 
 
 def layer_costs(model: ModelWrapper) -> list[LayerCost]:
     """One LayerCost per hardware layer, in graph order. Never changes `model`."""
-    if any(hw.is_hw(node) for node in model.graph.node):
-        return _hw_costs(model)
+    if any(is_hw(node) for node in model.graph.node):
+        return _hw_costs(HwGraph(model))
     for node in model.graph.node:  # qonnx's analysis asserts on bad quantizers; say it in one line
         if node.op_type in QUANT_OPS:
             check_quantizer(model, node)
@@ -77,56 +72,42 @@ def layer_costs(model: ModelWrapper) -> list[LayerCost]:
 # -- hardware dialect --------------------------------------------------------------
 
 
-def _type(node, name: str) -> FixedType:
-    if hw.attribute(node, name) is None:
-        raise QonnxError(
-            f"{node.op_type} has no '{name}' attribute: the graph is not a valid hardware-dialect graph", node=node.name
-        )
-    return hw.type_attr(node, name)
-
-
-def _hw_costs(model: ModelWrapper) -> list[LayerCost]:
-    features: dict[str, int] = {}  # tensor -> batch-free feature count (the dialect works on (N, F))
+def _hw_costs(graph: HwGraph) -> list[LayerCost]:
     rows = []
-    for node in model.graph.node:
-        if not hw.is_hw(node) or node.op_type not in hw.OPS:
-            raise QonnxError(
-                f"{node.op_type} ({node.domain or 'ai.onnx'}) in a hardware-dialect graph: "
-                "lower the whole graph first (qonnx transform)",
-                node=node.name,
-            )
-        out_type = _type(node, "out_type")
-        if node.op_type == "InputQuant":
-            in_shape = tuple(int(d) for d in hw.attribute(node, "in_shape", []))
-            out_shape = (math.prod(in_shape),)
-            row = LayerCost(node.name, node.op_type, in_shape, out_shape, "float32", NO_TYPE, NO_TYPE, str(out_type),
-                            0, 0, FLOAT_BITS, 0)
-        elif node.op_type == "Dense":
-            weight = model.get_initializer(node.input[1])
-            if weight is None or weight.ndim != 2:
-                raise QonnxError("Dense weight must be a 2-D initializer (in, out)", node=node.name)
-            n_in, n_out = (int(d) for d in weight.shape)
-            in_type, weight_type = _type(node, "in_type"), _type(node, "weight_type")
-            row = LayerCost(node.name, node.op_type, (n_in,), (n_out,), str(in_type), str(weight_type),
-                            str(_type(node, "accum_type")), str(out_type),
-                            n_in * n_out, weight_type.width, in_type.width, int(weight.size))
-        else:  # Requant, Softmax: elementwise over the features
-            in_type = _type(node, "in_type")
-            shape = (_features(model, features, node.input[0]),)
-            row = LayerCost(node.name, node.op_type, shape, shape, str(in_type), NO_TYPE, NO_TYPE, str(out_type),
-                            0, 0, in_type.width, 0)
-        features[node.output[0]] = math.prod(row.out_shape)
-        rows.append(row)
+    for op in graph.nodes:
+        cost = op.cost()
+        out = op.output_edge()
+        first = op.inputs[0] if op.inputs else None
+        if first is not None and first.typed:
+            x = op.input_edge(0)
+            in_shape, in_type = x.shape, str(x.type)
+        else:  # InputQuant reads the float graph input
+            in_shape, in_type = op.input_shape, "float32"
+        weight_port = next((p for p in op.inputs if p.name == "weight"), None)
+        weight_type = str(op.input_edge("weight").type) if weight_port is not None else NO_TYPE
+        accum_type = str(out.type) if weight_port is not None else NO_TYPE
+        rows.append(LayerCost(op.name, op.op_type, tuple(in_shape), out.shape, in_type, weight_type, accum_type,
+                              str(out.type), cost.macs, cost.weight_bits_each, cost.act_bits, cost.n_weights,
+                              cost.multipliers, cost.ii, cost.latency))
     return rows
 
 
-def _features(model: ModelWrapper, features: dict[str, int], tensor: str) -> int:
-    if tensor in features:
-        return features[tensor]
-    shape = model.get_tensor_shape(tensor)
-    if not shape:
-        raise QonnxError(f"tensor '{tensor}' has no known shape")
-    return math.prod(shape[1:])
+def format_edges(graph: HwGraph) -> str:
+    """Every edge of a hardware-dialect graph: shape, type, gain, producer and consumers."""
+    header = ("edge", "shape", "type", "gain", "from", "to")
+    body = []
+    for op in graph.nodes:
+        for name in op.node.output:
+            edge = graph.edge(name)
+            gain = "1" if edge.is_fixed_point else (f"{edge.gain[0]:.6g}" if edge.per_tensor_gain is not None
+                                                      else f"{edge.gain.size} per channel")
+            consumers = [c.name for c in graph.consumers_of(name)] + (["(output)"] if name in graph.outputs else [])
+            body.append((name, "x".join(map(str, edge.shape)), _short(str(edge.type)), gain, op.name,
+                         ", ".join(consumers)))
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 # -- raw QONNX ---------------------------------------------------------------------
@@ -274,9 +255,20 @@ def add_info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def info_command(args: argparse.Namespace) -> int:
-    rows = layer_costs(load(args.model))
+    model = load(args.model)
+    rows = layer_costs(model)
+    hardware = any(is_hw(node) for node in model.graph.node)
     if args.json:
-        print(json.dumps({"model": str(args.model), **costs_as_json(rows)}, indent=2))
+        report = {"model": str(args.model), **costs_as_json(rows)}
+        if hardware:
+            graph = HwGraph(model)
+            report["edges"] = [{"name": name, "shape": list(graph.edge(name).shape), "type": str(graph.edge(name).type),
+                                "gain": [float(g) for g in graph.edge(name).gain]}
+                               for op in graph.nodes for name in op.node.output]
+        print(json.dumps(report, indent=2))
     else:
         print(format_table(rows))
+        if hardware:
+            print()
+            print(format_edges(HwGraph(model)))
     return 0

@@ -1,14 +1,13 @@
 """Loading and saving models: qonnx's ModelWrapper, plus the checks an untrusted file needs.
 
 `load` accepts the legacy op domains (`onnx.brevitas`, `finn.custom_op.general`, which
-ModelWrapper normalises) and old opsets, rejects what we cannot trust or handle with a
-one-line QonnxError, and never changes the graph otherwise.
+ModelWrapper normalises) and old opsets, validates everything it can before any work
+starts (`qonnx_ir.validate`), and never changes the graph otherwise.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from pathlib import Path
 
@@ -17,33 +16,15 @@ from onnx import ModelProto
 from qonnx.core.modelwrapper import ModelWrapper
 
 from .errors import QonnxError
-from .files import temporary_beside
+from .files import check_output_file, temporary_beside
+from .validate import validate_model
 
-# Names in exports look like "/fc1/MatMul", "onnx::MatMul_12", "features.3.weight",
-# "dense/BiasAdd:0". Anything else (shell or C metacharacters, path traversal) is refused.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_./:\-\[\]#@+ ]*")
-
-
-def check_name(name: str, what: str) -> None:
-    if not _SAFE_NAME.fullmatch(name):
-        bad = sorted({c for c in name if not _SAFE_NAME.fullmatch(c)})
-        raise QonnxError(f"{what} name {name!r} contains {''.join(bad)!r}: rename it (allowed: letters, digits, space and _ . / : - [ ] # @ +)")
-    if ".." in name.split("/") or name.startswith("../") or "/../" in name or name.endswith("/.."):
-        raise QonnxError(f"{what} name {name!r} contains a path traversal '..': rename it")
+MAX_FILE_BYTES = 2**31 - 1  # protobuf's limit for one message
 
 
-def _check_names(model: ModelProto) -> None:
-    graph = model.graph
-    for node in graph.node:
-        check_name(node.name, "node")
-        for tensor in list(node.input) + list(node.output):
-            check_name(tensor, f"tensor of node {node.name!r}:")
-    for value in list(graph.input) + list(graph.output) + list(graph.initializer):
-        check_name(value.name, "tensor")
-
-
-def load(source: str | os.PathLike | ModelProto | ModelWrapper) -> ModelWrapper:
+def load(source: str | os.PathLike | ModelProto | ModelWrapper, *, validate: bool = True) -> ModelWrapper:
     """A ModelWrapper for a path, a ModelProto or a ModelWrapper (copied, never aliased)."""
+    where = "the model"
     if isinstance(source, ModelWrapper):
         proto = ModelProto()
         proto.CopyFrom(source.model)
@@ -52,15 +33,19 @@ def load(source: str | os.PathLike | ModelProto | ModelWrapper) -> ModelWrapper:
         proto.CopyFrom(source)
     else:
         path = Path(source)
+        where = str(path)
         if not path.is_file():
-            raise QonnxError(f"{path}: no such file")
+            raise QonnxError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise QonnxError(f"{path}: larger than 2 GB, which one ONNX file cannot be")
         try:
-            proto = onnx.load(str(path))
+            proto = onnx.load(str(path), load_external_data=False)
         except Exception as error:  # protobuf raises several unrelated types
             raise QonnxError(f"{path}: not an ONNX model ({type(error).__name__})") from None
         if not proto.graph.node:
             raise QonnxError(f"{path}: not an ONNX model (no graph nodes)")
-    _check_names(proto)
+    if validate:
+        validate_model(proto, where)
     with warnings.catch_warnings():  # legacy domains are normalised on purpose; no need to shout
         warnings.filterwarnings("ignore", message="Some old-style domain attributes")
         return ModelWrapper(proto)
@@ -69,8 +54,7 @@ def load(source: str | os.PathLike | ModelProto | ModelWrapper) -> ModelWrapper:
 def save(model: ModelWrapper | ModelProto, path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file beside the target, renamed when complete."""
     proto = model.model if isinstance(model, ModelWrapper) else model
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path)
     temporary = temporary_beside(path, ".tmp")
     try:
         onnx.save(proto, temporary)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto
+from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from .errors import QonnxError
-from .hw import attribute
 from .types import QONNX_ROUNDING, check_bit_width
+from .validate import check_scale
 
 QUANT_OPS = ("Quant", "BipolarQuant")
+
+
+def attribute(node: NodeProto, name: str, default=None):
+    """A node attribute's value (strings decoded), or default."""
+    for entry in node.attribute:
+        if entry.name == name:
+            value = helper.get_attribute_value(entry)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
 
 
 def constant(model: ModelWrapper, tensor: str) -> np.ndarray | None:
@@ -28,8 +37,7 @@ def quant_parameters(model: ModelWrapper, node: NodeProto) -> dict:
             raise QonnxError(f"{node.op_type} parameter '{name}' is not a constant: fold it or export it as one", node=node.name)
         params[name] = value
     scale = params["scale"]
-    if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
-        raise QonnxError(f"{node.op_type} scale must be positive and finite", node=node.name)
+    check_scale(scale, node.op_type, node.name)
     if node.op_type == "BipolarQuant":
         return {"scale": scale, "bits": 1, "signed": True, "narrow": False, "rounding": "ROUND", "bipolar": True}
     if np.any(params["zeropt"] != 0):
@@ -48,9 +56,9 @@ def quant_parameters(model: ModelWrapper, node: NodeProto) -> dict:
 def check_quantizer(model: ModelWrapper, node: NodeProto) -> None:
     """Everything about a quantizer that can be checked before lowering."""
     params = quant_parameters(model, node)
-    quantizes_constant = constant(model, node.input[0]) is not None
+    quantizes_constant = constant(model, node.input[0]) is not None  # weights: any qonnx mode, applied in float64
     if not quantizes_constant and not params["bipolar"] and params["rounding"] not in QONNX_ROUNDING:
         raise QonnxError(
-            f"rounding_mode {params['rounding']} is not supported for activations (supported: {', '.join(QONNX_ROUNDING)})",
+            f"rounding_mode {params['rounding']} is not supported (supported: {', '.join(QONNX_ROUNDING)})",
             node=node.name,
         )

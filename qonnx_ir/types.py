@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from .errors import QonnxError
-
-MAX_BITS = 32  # what a quantizer may ask for; accumulators may be wider
+from .limits import MAX_EDGE_BITS, MAX_QUANT_BITS
 
 
 class Rounding(str, Enum):
@@ -46,8 +45,10 @@ class FixedType:
     bipolar: bool = False
 
     def __post_init__(self):
-        if self.width < 1:
-            raise QonnxError(f"fixed-point width must be >= 1, got {self.width}")
+        if not 1 <= self.width <= MAX_EDGE_BITS:
+            raise QonnxError(f"fixed-point width must be 1..{MAX_EDGE_BITS}, got {self.width}")
+        if abs(self.int_bits) > 4 * MAX_EDGE_BITS:
+            raise QonnxError(f"fixed-point type with {self.int_bits} integer bits is beyond any sane scale")
 
     # -- what the codes mean ------------------------------------------------------
     @property
@@ -73,6 +74,19 @@ class FixedType:
             return 1
         top = (1 << (self.width - (1 if self.signed else 0))) - 1
         return top - 1 if (self.saturation is Saturation.SAT_SYM and not self.signed) else top
+
+    @property
+    def code_step(self) -> int:
+        """Distance between neighbouring codes: 2 for bipolar (-1, +1), else 1."""
+        return 2 if self.bipolar else 1
+
+    @property
+    def magnitude(self) -> int:
+        """The largest |code|."""
+        return max(abs(self.min_code), abs(self.max_code))
+
+    def contains(self, low: int, high: int) -> bool:
+        return self.min_code <= low and high <= self.max_code
 
     def with_(self, **changes) -> FixedType:
         return replace(self, **changes)
@@ -122,13 +136,16 @@ class FixedType:
 
         Sized by interval analysis, so it can never overflow: WRAP costs no logic.
         """
+        low, high = int(low), int(high)
         signed = low < 0
-        width = 1
-        while True:
-            candidate = cls(width, width - frac_bits, signed, saturation=Saturation.WRAP)
-            if candidate.min_code <= low and high <= candidate.max_code:
-                return candidate
-            width += 1
+        if signed:
+            width = max((-low - 1).bit_length(), max(high, 0).bit_length()) + 1
+        else:
+            width = max(high.bit_length(), 1)
+        if width > MAX_EDGE_BITS:
+            raise QonnxError(f"values in [{low}, {high}] need a {width}-bit type (more than {MAX_EDGE_BITS}): "
+                             "a constant of the model is absurdly large")
+        return cls(width, width - frac_bits, signed, saturation=Saturation.WRAP)
 
 
 BIPOLAR = FixedType(1, 1, True, bipolar=True)
@@ -136,8 +153,8 @@ BIPOLAR = FixedType(1, 1, True, bipolar=True)
 
 def check_bit_width(bits: float, where: str) -> int:
     """Quantizer bit widths must be whole numbers in 1..32."""
-    if not math.isfinite(bits) or bits != int(bits) or not 1 <= bits <= MAX_BITS:
-        raise QonnxError(f"bit width {bits:g} is not supported (must be a whole number 1..{MAX_BITS})", node=where)
+    if not math.isfinite(bits) or bits != int(bits) or not 1 <= bits <= MAX_QUANT_BITS:
+        raise QonnxError(f"bit width {bits:g} is not supported (must be a whole number 1..{MAX_QUANT_BITS})", node=where)
     return int(bits)
 
 

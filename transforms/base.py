@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from qonnx.core.modelwrapper import ModelWrapper
 
+from qonnx_ir.errors import QonnxError
+from qonnx_ir.limits import (MAX_FRAC_BITS, MAX_MULTIPLIER_BITS, MAX_QUANT_BITS, MAX_SOFTMAX_EXP_BITS,
+                             MAX_TABLE_ENTRIES, MAX_THRESHOLD_BITS)
 from qonnx_ir.types import FixedType
 
+# option -> (lowest, highest) allowed: beyond these a result would not stay exact or sane
+OPTION_RANGES = {
+    "multiplier_bits": (2, MAX_MULTIPLIER_BITS),
+    "threshold_max_bits": (0, MAX_THRESHOLD_BITS),
+    "output_frac_bits": (0, MAX_FRAC_BITS),
+    "softmax_table_size": (4, MAX_TABLE_ENTRIES),
+    "softmax_exp_bits": (1, MAX_SOFTMAX_EXP_BITS),
+}
+SOFTMAX_CHOICES = ("table", "drop")
 
-@dataclass
+
+@dataclass(frozen=True)
 class LoweringOptions:
-    """Every choice the lowering makes that the model itself does not dictate."""
+    """Every choice the lowering makes that the model itself does not dictate (checked on creation)."""
 
     # The type of a graph input that has no quantizer (hls4ml's default is <16,6> too).
     input_type: FixedType = FixedType(16, 6, True)
@@ -27,17 +40,58 @@ class LoweringOptions:
     softmax_table_size: int = 1024
     softmax_exp_bits: int = 16
     softmax_out_type: FixedType = FixedType(18, 2, False)
-    reuse_factor: int = 1
+
+    def __post_init__(self):
+        for name, (low, high) in OPTION_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise QonnxError(f"--{option_flag(name)} must be a whole number in {low}..{high} (got {value!r})")
+        if self.softmax not in SOFTMAX_CHOICES:
+            raise QonnxError(f"--softmax must be one of {', '.join(SOFTMAX_CHOICES)} (got {self.softmax!r})")
+        check_port_type(self.input_type, "input-type")
+        check_port_type(self.softmax_out_type, "softmax-out-type")
+        if self.softmax_out_type.signed or self.softmax_out_type.bipolar or self.softmax_out_type.frac_bits < 0:
+            raise QonnxError(f"--softmax-out-type must be an unsigned type with fraction bits, not {self.softmax_out_type}")
+        if self.softmax_out_type.frac_bits > MAX_FRAC_BITS:
+            raise QonnxError(f"--softmax-out-type may have at most {MAX_FRAC_BITS} fraction bits")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def option_flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def check_port_type(fixed: FixedType, option: str) -> None:
+    if fixed.width > MAX_QUANT_BITS:
+        raise QonnxError(f"--{option} {fixed}: at most {MAX_QUANT_BITS} bits")
+    if abs(fixed.int_bits) > 2 * MAX_QUANT_BITS:
+        raise QonnxError(f"--{option} {fixed}: integer bits must be within +-{2 * MAX_QUANT_BITS}")
 
 
 @dataclass
 class Report:
-    """Decisions and deviations from the float graph, node by node, for the user to read."""
+    """Decisions and deviations from the float graph, node by node, for the user to read.
+
+    A deviation (anything not exact) is a warning: `warnings` lists them, and they are shown
+    first, marked WARNING.
+    """
 
     lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, node: str, message: str) -> None:
         self.lines.append(f"{node}: {message}")
+
+    def warn(self, node: str, message: str) -> None:
+        self.warnings.append(f"{node}: {message}")
+        self.lines.append(f"WARNING {node}: {message}")
+
+    @property
+    def exact(self) -> bool:
+        return not self.warnings
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
@@ -48,6 +102,8 @@ class Context:
     options: LoweringOptions = field(default_factory=LoweringOptions)
     report: Report = field(default_factory=Report)
     skipped: list[str] = field(default_factory=list)
+    # the user's name of every node a pass renamed or created (errors name what the file names)
+    origins: dict[str, str] = field(default_factory=dict)
 
     def skip(self, node: str, reason: str) -> None:
         """Record why a pass did not apply to a node (shown by --verbose)."""

@@ -1,13 +1,11 @@
-"""Passes that check and tidy a QONNX graph before lowering (mostly qonnx's own)."""
+"""Passes that check and tidy a QONNX graph before lowering (mostly qonnx's own), and the final check."""
 
 from __future__ import annotations
 
-import warnings
-
 import onnx
+from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.fold_constants import FoldConstants
-from qonnx.transformation.gemm_to_matmul import GemmToMatMul
 from qonnx.transformation.general import (
     GiveUniqueParameterTensors,
     RemoveStaticGraphInputs,
@@ -17,12 +15,12 @@ from qonnx.transformation.general import (
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
-from qonnx_ir import hw
+from qonnx_ir.dialect import DOMAIN, OPSET, HwGraph, is_hw
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import check_quantizer
 
 from .base import Pass
-from .graph import QUANT_OPS, attribute, constant
+from .graph import QUANT_OPS, attribute, constant, fresh_name, replace_node
 
 # Ops the lowering understands, beyond its own dialect. Anything else is refused up front.
 SUPPORTED_OPS = (
@@ -42,8 +40,8 @@ def _replace_proto(model: ModelWrapper, new: ModelWrapper) -> bool:
 class CheckSupported(Pass):
     """Refuses, with a one-line error, what the lowering cannot handle (changes nothing).
 
-    Unsupported ops, non-constant quantizer parameters, bit widths outside 1..32, a float
-    graph with no quantizer at all, dynamic non-batch dimensions, several graph inputs.
+    Unsupported ops (all of them named at once), non-constant quantizer parameters, bit widths
+    outside 1..32, a float graph with no quantizer at all, dynamic non-batch dimensions.
     """
 
     name = "check-supported"
@@ -51,24 +49,31 @@ class CheckSupported(Pass):
 
     def apply(self, model, context):
         graph = model.graph
+        unsupported: dict[str, list[str]] = {}
         for node in graph.node:
-            if not hw.is_hw(node) and node.op_type not in SUPPORTED_OPS:
-                raise QonnxError(
-                    f"op {node.op_type} is not supported (supported: {', '.join(SUPPORTED_OPS)})", node=node.name
-                )
+            if not is_hw(node) and node.op_type not in SUPPORTED_OPS:
+                unsupported.setdefault(node.op_type, []).append(node.name)
+        if unsupported:
+            supported = f"supported: {', '.join(SUPPORTED_OPS)}"
+            names = [name for nodes in unsupported.values() for name in nodes]
+            if len(names) == 1:
+                raise QonnxError(f"op {next(iter(unsupported))} is not supported ({supported})", node=names[0])
+            listing = ", ".join(f"{op} ({', '.join(repr(n) for n in nodes)})" for op, nodes in unsupported.items())
+            raise QonnxError(f"{len(names)} nodes of unsupported ops: {listing}; {supported}")
+        for node in graph.node:
             if node.op_type in QUANT_OPS:
                 check_quantizer(model, node)
-        if not any(n.op_type in QUANT_OPS or hw.is_hw(n) for n in graph.node):
-            raise QonnxError("the graph has no quantizer (Quant/BipolarQuant): it is a float model; quantize it with Brevitas (or QKeras) first")
+        if not any(n.op_type in QUANT_OPS or is_hw(n) for n in graph.node):
+            raise QonnxError("the graph has no quantizer (Quant/BipolarQuant): it is a float model; quantize it with "
+                             "Brevitas (or QKeras) first")
         inputs = [i for i in graph.input if model.get_initializer(i.name) is None]
-        if len(inputs) != 1:
-            raise QonnxError(f"the graph must have exactly one data input, it has {len(inputs)}")
         for value in inputs + list(graph.output):
             dims = value.type.tensor_type.shape.dim
             for position, dim in enumerate(dims[1:], start=1):
                 if not dim.HasField("dim_value") or dim.dim_value <= 0:
                     raise QonnxError(
-                        f"tensor '{value.name}' has a dynamic dimension {position} ('{dim.dim_param}'): only the batch dimension may be dynamic; export with a fixed input shape"
+                        f"tensor '{value.name}' has a dynamic dimension {position} ('{dim.dim_param}'): only the "
+                        "batch dimension may be dynamic; export with a fixed input shape"
                     )
         return False
 
@@ -88,7 +93,7 @@ class Cleanup(Pass):
              FoldTransposeIntoQuantInit, RemoveUnusedTensors, RemoveStaticGraphInputs, SortGraph, InferShapes)
 
     def apply(self, model, context):
-        if any(hw.is_hw(node) for node in model.graph.node):
+        if any(is_hw(node) for node in model.graph.node):
             return False  # a (partly) lowered graph is already clean
         proto = onnx.ModelProto()
         proto.CopyFrom(model.model)
@@ -117,7 +122,7 @@ class FoldInputPlumbing(Pass):
     description = "fold shape arithmetic to constants; batch-keeping Reshape -> Flatten"
 
     def apply(self, model, context):
-        if any(hw.is_hw(node) for node in model.graph.node):
+        if any(is_hw(node) for node in model.graph.node):
             return False  # the input is already lowered
         folded = model.transform(InferShapes(), make_deepcopy=True, cleanup=False)  # FoldConstants needs shapes
         folded = folded.transform(FoldConstants(exclude_op_types=list(QUANT_OPS)), make_deepcopy=False, cleanup=False)
@@ -129,10 +134,8 @@ class FoldInputPlumbing(Pass):
             if target is None:
                 raise QonnxError("Reshape with a shape computed at run time: export with a fixed input shape", node=node.name)
             if len(target) == 2 and target[0] in (1, -1) and target[1] in (-1, _feature_count(model, node.input[0])):
-                flatten = onnx.helper.make_node("Flatten", [node.input[0]], list(node.output), name=node.name, axis=1)
-                position = list(model.graph.node).index(node)
-                model.graph.node.remove(node)
-                model.graph.node.insert(position, flatten)
+                flatten = helper.make_node("Flatten", [node.input[0]], list(node.output), name=node.name, axis=1)
+                replace_node(model, node, flatten)
                 changed = True
         return changed
 
@@ -146,34 +149,87 @@ def _feature_count(model: ModelWrapper, tensor: str) -> int:
 
 
 class GemmToMatMulPass(Pass):
-    """Gemm(A, B, C) -> MatMul(A, B') + Add(C) (qonnx's GemmToMatMul: transA/transB/alpha/beta)."""
+    """Gemm(A, B, C) -> MatMul(A, B) + Add(C); transB=1 puts a Transpose on B.
+
+        have: Gemm(a, b, c; transB)                 named g
+        want: MatMul(a, [Transpose] b) -> Add(c)    named g and g/bias
+
+    Written here rather than with qonnx's GemmToMatMul, which leaves the new nodes unnamed
+    (later errors would name a `MatMul_13` the user's file does not have) and inserts a Mul
+    by alpha and beta even when they are 1.
+    """
 
     name = "gemm-to-matmul"
-    description = "Gemm -> MatMul + Add (qonnx)"
+    description = "Gemm -> [Transpose] MatMul + Add, keeping the Gemm's name"
 
     def apply(self, model, context):
-        if not model.get_nodes_by_op_type("Gemm"):
-            return False
-        for node in model.get_nodes_by_op_type("Gemm"):
+        gemms = model.get_nodes_by_op_type("Gemm")
+        for node in gemms:
             if attribute(node, "transA", 0):
                 raise QonnxError("Gemm with transA=1 is not supported", node=node.name)
             if attribute(node, "alpha", 1.0) != 1.0 or attribute(node, "beta", 1.0) != 1.0:
-                raise QonnxError("Gemm with alpha or beta other than 1 is not supported: fold them into the weights", node=node.name)
-        with warnings.catch_warnings():  # qonnx warns on any Gemm newer than opset 9; the rewrite is the same
-            warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers")
-            return _replace_proto(model, model.transform(GemmToMatMul(), make_deepcopy=True, cleanup=False))
+                raise QonnxError("Gemm with alpha or beta other than 1 is not supported: fold them into the weights",
+                                 node=node.name)
+        for node in gemms:
+            weight, output = node.input[1], node.output[0]
+            new_nodes = []
+            if attribute(node, "transB", 0):
+                transposed = fresh_name(model, f"{weight}_transposed")
+                new_nodes.append(helper.make_node("Transpose", [weight], [transposed], name=f"{node.name}/transpose",
+                                                  perm=[1, 0]))
+                weight = transposed
+            has_bias = len(node.input) > 2 and bool(node.input[2])
+            product = fresh_name(model, f"{output}_product") if has_bias else output
+            new_nodes.append(helper.make_node("MatMul", [node.input[0], weight], [product], name=node.name))
+            if has_bias:
+                new_nodes.append(helper.make_node("Add", [product, node.input[2]], [output], name=f"{node.name}/bias"))
+            position = list(model.graph.node).index(node)
+            model.graph.node.remove(node)
+            for offset, new in enumerate(new_nodes):
+                model.graph.node.insert(position + offset, new)
+        if gemms:
+            model.model.CopyFrom(model.transform(InferShapes(), make_deepcopy=True, cleanup=False).model)
+        return bool(gemms)
 
 
 class CheckLowered(Pass):
-    """Fails, naming the first node left over, unless every node is in the hardware dialect."""
+    """Fails, naming every node left over, unless every node is in the hardware dialect; then
+    validates the result as a whole with the op specs (`HwGraph`), so nothing inconsistent is
+    ever written. The input's batch dimension becomes the symbol N (any batch runs)."""
 
     name = "check-lowered"
-    description = "every node must now be a hardware-dialect op"
+    description = "every node must now be a hardware-dialect op, and the graph must validate"
 
     def apply(self, model, context):
-        for node in model.graph.node:
-            if not hw.is_hw(node):
-                reasons = [line for line in context.skipped if line.startswith(node.name + ":")]
-                why = reasons[-1].split(": ", 1)[1] if reasons else "no lowering rule matched it"
-                raise QonnxError(f"{node.op_type} could not be lowered: {why}", node=node.name)
-        return False
+        left = [node for node in model.graph.node if not is_hw(node)]
+        if left:
+            first = left[0]
+            reasons = [line for line in context.skipped if line.startswith(first.name + ":")]
+            why = reasons[-1].split(": ", 1)[1] if reasons else "no lowering rule matched it"
+            others = f" (also left: {', '.join(repr(n.name) for n in left[1:6])}{', ...' if len(left) > 6 else ''})" \
+                if len(left) > 1 else ""
+            raise QonnxError(f"{first.op_type} could not be lowered: {why}{others}", node=first.name)
+        changed = _finish(model)
+        HwGraph(model)
+        return changed
+
+
+def _finish(model: ModelWrapper) -> bool:
+    """Import the dialect's domain (and only the domains still used); batch dimension N."""
+    changed = False
+    used = {node.domain for node in model.graph.node}
+    for entry in list(model.model.opset_import):
+        if entry.domain not in ("", "ai.onnx") and entry.domain not in used:
+            model.model.opset_import.remove(entry)
+            changed = True
+    if not any(entry.domain == DOMAIN for entry in model.model.opset_import):
+        model.model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET))
+        changed = True
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_param:
+            dims[0].Clear()
+            dims[0].dim_param = "N"
+            changed = True
+    return changed
+

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto
+from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.intquant import int_quant
 
-from qonnx_ir import hw
+from qonnx_ir.dialect import DOMAIN, OPSET, EdgeType, is_hw, read_edge_type, write_edge_type
+from qonnx_ir.dialect.builder import add_constant
 from qonnx_ir.quant import QUANT_OPS, attribute, constant, quant_parameters
 
+__all__ = ["QUANT_OPS", "attribute", "constant", "quant_parameters", "is_hw", "typed", "set_edge",
+           "add_constant", "single_consumer", "quantized_constant", "rewire", "remove_nodes", "insert_after",
+           "fresh_name", "remove_dead_nodes", "replace_node"]
+
+
+def typed(model: ModelWrapper, tensor: str) -> EdgeType | None:
+    """The tensor's EdgeType if a lowered node produced it, else None."""
+    return read_edge_type(model, tensor)
+
+
+def set_edge(model: ModelWrapper, tensor: str, edge: EdgeType) -> None:
+    """Store an edge's type; the model imports the dialect's domain from its first lowered node on."""
+    write_edge_type(model, tensor, edge)
+    if not any(entry.domain == DOMAIN for entry in model.model.opset_import):
+        model.model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET))
 
 
 def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
@@ -17,11 +33,6 @@ def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
     if len(consumers) != 1 or tensor in [o.name for o in model.graph.output]:
         return None
     return consumers[0]
-
-
-def hw_producer(model: ModelWrapper, tensor: str) -> NodeProto | None:
-    producer = model.find_producer(tensor)
-    return producer if producer is not None and hw.is_hw(producer) else None
 
 
 def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
@@ -45,7 +56,8 @@ def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np
     if params["bipolar"]:
         codes = np.where(values >= 0, 1.0, -1.0)
     else:
-        dequantized = int_quant(values, scale, 0.0, np.float64(params["bits"]), params["signed"], params["narrow"], params["rounding"])
+        dequantized = int_quant(values, scale, 0.0, np.float64(params["bits"]), params["signed"], params["narrow"],
+                                params["rounding"])
         codes = np.round(dequantized / scale)
     scale = np.broadcast_to(scale, codes.shape)
     if perm is not None:
@@ -70,15 +82,17 @@ def remove_nodes(model: ModelWrapper, nodes: list[NodeProto]) -> None:
         model.graph.node.remove(node)
 
 
+def replace_node(model: ModelWrapper, old: NodeProto, new: NodeProto, also_remove: list[NodeProto] = ()) -> None:
+    """Put `new` where `old` was, and drop `old` and `also_remove`."""
+    position = list(model.graph.node).index(old)
+    remove_nodes(model, [old, *also_remove])
+    model.graph.node.insert(min(position, len(model.graph.node)), new)
+
+
 def insert_after(model: ModelWrapper, anchor: NodeProto, new_nodes: list[NodeProto]) -> None:
     position = list(model.graph.node).index(anchor) + 1
     for offset, node in enumerate(new_nodes):
         model.graph.node.insert(position + offset, node)
-
-
-def add_initializer(model: ModelWrapper, name: str, values: np.ndarray) -> str:
-    model.set_initializer(name, values)
-    return name
 
 
 def fresh_name(model: ModelWrapper, base: str) -> str:
@@ -92,7 +106,8 @@ def fresh_name(model: ModelWrapper, base: str) -> str:
 
 
 def remove_dead_nodes(model: ModelWrapper) -> None:
-    """Drop nodes whose outputs nobody reads (e.g. weight quantizers after folding) and unused initializers."""
+    """Drop nodes whose outputs nobody reads (e.g. weight quantizers after folding), unused
+    initializers, and the value infos and annotations of tensors that no longer exist."""
     outputs = {o.name for o in model.graph.output}
     while True:
         used = {name for node in model.graph.node for name in node.input} | outputs
@@ -104,6 +119,11 @@ def remove_dead_nodes(model: ModelWrapper) -> None:
     for initializer in list(model.graph.initializer):
         if initializer.name not in used:
             model.graph.initializer.remove(initializer)
+    produced = {name for node in model.graph.node for name in node.output}
+    alive = used | produced | {i.name for i in model.graph.input}
     for value in list(model.graph.value_info):
-        if value.name not in used and not any(value.name in n.output for n in model.graph.node):
+        if value.name not in alive:
             model.graph.value_info.remove(value)
+    for annotation in list(model.graph.quantization_annotation):
+        if annotation.tensor_name not in alive:
+            model.graph.quantization_annotation.remove(annotation)

@@ -1,7 +1,7 @@
 """lower-input: the float graph input and its quantizer -> one InputQuant node.
 
     have: x -> [Flatten] -> [Mul c1 / Add c2 / Sub c2 / Div c1 ...] -> Quant(s, bits)
-    want: x -> InputQuant(pre_ops=[(mul, c1), (sub, c2), ...], out_type=<bits, bits+log2 s>)
+    want: x -> InputQuant(pre_ops=[(mul, c1), (sub, c2), ...]) -> q:<bits, bits+log2 s>
 
 The float ops are kept in graph order, not composed, so the float64 results are
 identical to the graph's (x*(1/s) is not x/s in floating point). A graph whose input
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from qonnx_ir import hw
+from qonnx_ir.dialect import EdgeType, is_hw
 from qonnx_ir.errors import QonnxError
+from qonnx_ir.ops.input_quant import InputQuant
 from qonnx_ir.types import quant_type
 
 from .base import Context, Pass
-from .graph import QUANT_OPS, constant, fresh_name, quant_parameters, remove_nodes, single_consumer
+from .graph import QUANT_OPS, constant, fresh_name, quant_parameters, remove_nodes, set_edge, single_consumer
 
 _AFFINE = ("Mul", "Add", "Sub", "Div")
 
@@ -30,7 +31,7 @@ class LowerInput(Pass):
     def apply(self, model, context: Context) -> bool:
         graph = model.graph
         source = graph.input[0].name
-        if any(n.op_type == "InputQuant" and hw.is_hw(n) for n in graph.node):
+        if any(n.op_type == "InputQuant" and is_hw(n) for n in graph.node):
             return False
         in_shape = [int(d.dim_value) for d in graph.input[0].type.tensor_type.shape.dim[1:]]
         features = int(np.prod(in_shape)) if in_shape else 1
@@ -54,10 +55,12 @@ class LowerInput(Pass):
             chain.append(node)
             output = node.output[0]
             origin = f"quantizer {node.name}"
+            name = node.name
         elif node is not None and node.op_type in ("MatMul", "Gemm") and node.input[0] == tensor:
             out_type, gain = context.options.input_type, 1.0
             output = tensor if chain else fresh_name(model, source + "_quantized")
             origin = f"no input quantizer: configured input type {out_type}"
+            name = fresh_name(model, "input_quant")
             if not chain:
                 node.input[0] = output
         else:
@@ -65,10 +68,12 @@ class LowerInput(Pass):
             context.skip(stop, "the graph input reaches neither a quantizer nor a first layer through "
                                "Flatten/Identity/constant Mul/Add/Sub/Div (run fold-input-plumbing first?)")
             return False
-        name = "input_quant"
-        new = hw.make_input_quant(name, source, output, in_shape=in_shape, out_type=out_type, gain=gain, pre_ops=pre_ops)
+        new = InputQuant.make(name, [source], [output], pre_ops=[kind for kind, _ in pre_ops],
+                              pre_sizes=[int(np.size(v)) for _, v in pre_ops],
+                              pre_values=[float(v) for _, values in pre_ops for v in np.ravel(values)])
         remove_nodes(model, chain)
         graph.node.insert(0, new)
+        set_edge(model, output, EdgeType(out_type, (features,), gain))
         context.report.add(name, f"input {in_shape} -> {out_type} ({origin})")
         return True
 

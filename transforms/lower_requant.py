@@ -20,17 +20,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
 from qonnx.custom_op.general.intquant import int_quant
 
-from qonnx_ir import hw
+from qonnx_ir.dialect import EdgeType, GraphView, is_hw
 from qonnx_ir.errors import QonnxError
+from qonnx_ir.ops.dense import Dense
+from qonnx_ir.ops.requant import Requant
 from qonnx_ir.types import BIPOLAR, FixedType, Saturation, power_of_two_exponent, quant_type
 
 from . import float_chain
 from .base import Context, Pass
-from .graph import QUANT_OPS, fresh_name, quant_parameters, remove_dead_nodes, remove_nodes, single_consumer
-from .intervals import dense_types
+from .graph import (QUANT_OPS, add_constant, fresh_name, quant_parameters, remove_dead_nodes, remove_nodes, set_edge,
+                    single_consumer, typed)
 
 
 class LowerRequant(Pass):
@@ -39,36 +40,29 @@ class LowerRequant(Pass):
 
     def apply(self, model, context: Context) -> bool:
         changed = False
-        for producer in [n for n in model.graph.node if hw.is_hw(n) and n.op_type != "Softmax"]:
-            match = _match_chain(model, producer)
+        sources = [(node, name) for node in model.graph.node if is_hw(node) and node.op_type != "Softmax"
+                   for name in node.output]
+        for producer, tensor in sources:
+            match = _match_chain(model, tensor)
             if match is None:
                 continue
             chain_nodes, ops, quant_node = match
             if quant_node is None and not ops:
                 continue  # already typed and nothing to do (e.g. logits into the output)
-            _lower(model, producer, chain_nodes, ops, quant_node, context)
+            _lower(model, producer, tensor, chain_nodes, ops, quant_node, context)
             changed = True
         if changed:
             remove_dead_nodes(model)
         return changed
 
 
-def _channels(model, producer) -> int:
-    if producer.op_type == "Dense":
-        return int(model.get_tensor_shape(producer.input[1])[1]) if model.get_tensor_shape(producer.input[1]) else model.get_initializer(producer.input[1]).shape[1]
-    shape = model.get_tensor_shape(producer.output[0])
-    if shape:
-        return int(np.prod(shape[1:]))
-    return int(np.prod([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]))
-
-
-def _match_chain(model, producer):
-    """(chain nodes, chain ops, terminating quantizer or None) after `producer`, or None."""
-    channels = _channels(model, producer)
-    tensor, nodes, ops = producer.output[0], [], []
+def _match_chain(model, tensor: str):
+    """(chain nodes, chain ops, terminating quantizer or None) after a typed tensor, or None."""
+    channels = typed(model, tensor).channels
+    nodes, ops = [], []
     while True:
         node = single_consumer(model, tensor)
-        if node is None or node.op_type == "Softmax" or hw.is_hw(node):
+        if node is None or node.op_type == "Softmax" or is_hw(node):
             at_end = node is None and tensor in [o.name for o in model.graph.output]
             return (nodes, ops, None) if (at_end or (node is not None and node.op_type == "Softmax")) else None
         if node.op_type in QUANT_OPS and node.input[0] == tensor:
@@ -83,15 +77,15 @@ def _match_chain(model, producer):
         tensor = node.output[0]
 
 
-def _lower(model, producer, chain_nodes, ops, quant_node, context):
+def _lower(model, producer, tensor, chain_nodes, ops, quant_node, context):
     options = context.options
-    source = hw.out_tensor(producer)
-    channels = _channels(model, producer)
-    step = np.broadcast_to(source.real_scale, (channels,)).astype(np.float64)  # real value of one input code
+    source = typed(model, tensor)
+    channels = source.channels
+    step = source.channel_gain() * source.type.lsb  # real value of one input code, per channel
     anchor = quant_node if quant_node is not None else chain_nodes[-1]
     output = anchor.output[0]
-    name = fresh_name(model, f"requant_{anchor.name}")
-    low, high = _input_range(model, producer)
+    name = anchor.name
+    low, high = source.type.min_code, source.type.max_code
     if quant_node is not None:
         params = quant_parameters(model, quant_node)
         if params["scale"].size != 1:
@@ -103,21 +97,19 @@ def _lower(model, producer, chain_nodes, ops, quant_node, context):
     else:
         out_type, out_gain, s_out, quantize = None, 1.0, math.ldexp(1.0, -options.output_frac_bits), None
     relu_only = all(op.kind == "relu" for op in ops)
-    ratios = step / s_out
-    shifts = [power_of_two_exponent(float(r)) for r in ratios]
-    common = dict(in_type=source.type, gain=out_gain)
-    if relu_only and all(s is not None for s in shifts) and not out_type_is_bipolar(out_type):
+    shifts = [power_of_two_exponent(float(r)) for r in step / s_out]
+    inputs, attrs = [tensor], {}
+    if relu_only and all(s is not None for s in shifts) and not (out_type is not None and out_type.bipolar):
         out_type = out_type or _output_type(step, np.ones(channels), np.zeros(channels), low, high, options)
-        node = hw.make_requant(name, producer.output[0], output, mode="shift", out_type=out_type,
-                               relu=bool(ops), shift=[-s for s in shifts], **common)
+        attrs = dict(mode="shift", relu=int(bool(ops) and out_type.signed), shift=_compact([-s for s in shifts]))
         note = f"shift by {sorted(set(-s for s in shifts))} to {out_type} (exact)"
     elif quantize is not None and (out_type.bipolar or out_type.width <= options.threshold_max_bits):
-        thresholds = _thresholds(model, producer, ops, quantize, out_type, step, low, high, channels)
-        common["in_type"] = hw.out_tensor(producer).type  # negated channels may resize the accumulator
-        table = fresh_name(model, f"{name}_thresholds")
-        model.set_initializer(table, thresholds.astype(np.float64))
-        node = hw.make_requant(name, producer.output[0], output, mode="thresholds", out_type=out_type,
-                               thresholds=table, **common)
+        thresholds = _thresholds(model, producer, tensor, ops, quantize, out_type, step, low, high, channels)
+        source = typed(model, tensor)  # negated channels may have resized the accumulator
+        table_type = FixedType.for_range(source.type.min_code, source.type.max_code + 1, source.type.frac_bits)
+        inputs.append(add_constant(model, fresh_name(model, f"{name}/thresholds"), _compact_rows(thresholds),
+                                   table_type))
+        attrs = dict(mode="thresholds")
         note = f"{thresholds.shape[1]} thresholds per channel to {out_type} (reproduces the float64 graph exactly)"
     else:
         a, b, relu = float_chain.affine(ops, channels)
@@ -130,30 +122,37 @@ def _lower(model, producer, chain_nodes, ops, quant_node, context):
         offset = np.round(np.ldexp(d, shift)).astype(np.int64)
         bound = max(abs(low), abs(high)) * float(np.max(np.abs(c - np.ldexp(multiplier, -shift)))) + float(
             np.max(np.abs(d - np.ldexp(offset, -shift))))
-        node = hw.make_requant(name, producer.output[0], output, mode="multiply_shift", out_type=out_type, relu=relu,
-                               shift=[shift] * channels, multiplier=multiplier, offset=offset, **common)
+        attrs = dict(mode="multiply_shift", relu=int(relu and out_type.signed), shift=[shift],
+                     multiplier=_compact(multiplier), offset=_compact(offset))
         note = (f"multiplier/shift (S={shift}) to {out_type}: approximation error <= {bound:.2g} lsb; results can "
                 f"differ from the float graph by 1 lsb only where the exact value lies that close to a rounding boundary")
+    node = Requant.make(name, inputs, [output], **attrs)
     position = list(model.graph.node).index(chain_nodes[0] if chain_nodes else quant_node)
     remove_nodes(model, chain_nodes + ([quant_node] if quant_node is not None else []))
     model.graph.node.insert(position, node)
-    context.report.add(name, note)
+    set_edge(model, output, EdgeType(out_type, source.shape, out_gain))
+    if attrs["mode"] == "multiply_shift":
+        context.report.warn(name, note)
+    else:
+        context.report.add(name, note)
 
 
-def out_type_is_bipolar(out_type) -> bool:
-    return out_type is not None and out_type.bipolar
+def _compact(values) -> list[int]:
+    """One value when every channel has the same (the attribute may give one for all)."""
+    values = [int(v) for v in np.ravel(values)]
+    return values[:1] if len(set(values)) == 1 else values
 
 
-def _input_range(model, producer) -> tuple[int, int]:
-    fixed = hw.out_tensor(producer).type
-    return fixed.min_code, fixed.max_code
+def _compact_rows(table: np.ndarray) -> np.ndarray:
+    return table[:1] if np.all(table == table[:1]) else table
 
 
 def _quantizer(params, s_out):
     """Real values -> output codes, exactly as qonnx's Quant/BipolarQuant computes them."""
     if params["bipolar"]:
         return lambda v: np.where(v >= 0, 1.0, -1.0)
-    return lambda v: np.round(int_quant(v, s_out, 0.0, np.float64(params["bits"]), params["signed"], params["narrow"], params["rounding"]) / s_out)
+    return lambda v: np.round(int_quant(v, s_out, 0.0, np.float64(params["bits"]), params["signed"], params["narrow"],
+                                        params["rounding"]) / s_out)
 
 
 def _output_type(step, a, b, low, high, options) -> FixedType:
@@ -164,13 +163,15 @@ def _output_type(step, a, b, low, high, options) -> FixedType:
                                options.output_frac_bits).with_(saturation=Saturation.SAT)
 
 
-def _thresholds(model, producer, ops, quantize, out_type, step, low, high, channels) -> np.ndarray:
-    """T[j, k] = smallest input code whose output code is >= level k (binary search, float64 chain)."""
+def _thresholds(model, producer, tensor, ops, quantize, out_type, step, low, high, channels) -> np.ndarray:
+    """T[c, k] = smallest input code whose output code is >= level k (binary search, float64 chain)."""
     sign = float_chain.slope_sign(ops, channels)
     if np.any(sign < 0):
         _negate_channels(model, producer, sign < 0)
-        low, high = _input_range(model, producer)
-    levels = np.array([1.0]) if out_type.bipolar else np.arange(out_type.min_code + 1, out_type.max_code + 1, dtype=np.float64)
+        source = typed(model, tensor)
+        low, high = source.type.min_code, source.type.max_code
+    levels = np.array([1.0]) if out_type.bipolar else np.arange(out_type.min_code + 1, out_type.max_code + 1,
+                                                                 dtype=np.float64)
     shape = (channels, len(levels))
     lo = np.full(shape, low, dtype=np.int64)
     hi = np.full(shape, high + 1, dtype=np.int64)  # high + 1: the level is never reached
@@ -188,28 +189,27 @@ def _negate_channels(model, producer, flip: np.ndarray) -> None:
     """Negate the weights and bias of the given output channels so every channel is increasing.
 
     The chain is then evaluated on -acc for those channels; the integer results are
-    identical, and thresholds only need to count upwards. The layer's gain turns
-    negative there, so code * lsb * gain still states the true real value.
+    identical, and thresholds only need to count upwards. The weight's gain (and so the
+    accumulator's) turns negative there, so code * lsb * gain still states the true value.
+    A weight type whose most negative code is used widens by a bit (its negation must fit).
     """
     if producer.op_type != "Dense":
         raise QonnxError("a decreasing rescale (negative factor) must follow a dense layer", node=producer.name)
-    weight = model.get_initializer(producer.input[1]).copy()
+    view = GraphView(model)
+    dense = Dense(producer, view)
+    weight_edge = dense.input_edge("weight")
+    weight = np.array(dense.weight)
     weight[:, flip] *= -1
-    model.set_initializer(producer.input[1], weight)
-    bias = np.zeros(weight.shape[1])
-    if len(producer.input) > 2:
-        bias = model.get_initializer(producer.input[2]).copy()
+    weight_type = weight_edge.type
+    if not weight_type.bipolar and not weight_type.contains(int(weight.min()), int(weight.max())):
+        weight_type = weight_type.with_(width=weight_type.width + 1, int_bits=weight_type.int_bits + 1)
+    weight_gain = weight_edge.channel_gain() * np.where(flip, -1.0, 1.0)
+    add_constant(model, producer.input[1], weight, weight_type, weight_gain)
+    if dense.has_input("bias"):
+        bias_edge = dense.input_edge("bias")
+        bias = np.array(dense.bias)
         bias[flip] *= -1
-        model.set_initializer(producer.input[2], bias)
-    in_type = hw.type_attr(producer, "in_type")
-    accum, bias_type = dense_types(weight.astype(np.int64), bias.astype(np.int64), in_type, hw.type_attr(producer, "accum_type").frac_bits)
-    gain = np.broadcast_to(hw.out_tensor(producer).gain, flip.shape) * np.where(flip, -1.0, 1.0)
-    for attribute in list(producer.attribute):
-        if attribute.name == "out_gain":
-            producer.attribute.remove(attribute)
-    producer.attribute.extend([onnx.helper.make_attribute("out_gain", [float(g) for g in gain])])
-    for attribute in producer.attribute:
-        if attribute.name in ("accum_type", "out_type"):
-            attribute.s = str(accum).encode()
-        elif attribute.name == "bias_type":
-            attribute.s = str(bias_type).encode()
+        bias_type = FixedType.for_range(int(bias.min()), int(bias.max()), bias_edge.type.frac_bits)
+        add_constant(model, producer.input[2], bias, bias_type, bias_edge.channel_gain() * np.where(flip, -1.0, 1.0))
+    (acc,) = Dense(producer, GraphView(model)).infer()
+    set_edge(model, producer.output[0], acc)

@@ -7,7 +7,8 @@
 Dropping keeps the argmax (softmax is monotone), which is all a trigger decision needs.
 The table covers input distances d = max - x in steps of 2**table_shift codes; entry 0
 is exp(0) exactly so the largest logit always wins; entry i >= 1 holds exp(-midpoint of
-its step). `error_bound` gives the worst |hw - softmax| this can produce (see its proof).
+its step). The outputs share one reciprocal of the sum (qonnx_ir/ops/softmax.py).
+`error_bound` gives the worst |hw - softmax| this can produce (see its proof).
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ import math
 
 import numpy as np
 
-from qonnx_ir import hw
+from qonnx_ir.types import FixedType
+
+from qonnx_ir.dialect import EdgeType
 from qonnx_ir.errors import QonnxError
+from qonnx_ir.ops.softmax import Softmax
 
 from .base import Context, Pass
-from .graph import attribute, fresh_name, hw_producer, remove_nodes
+from .graph import add_constant, attribute, fresh_name, is_hw, remove_nodes, replace_node, set_edge, typed
+
+GUARD_BITS = 4  # the reciprocal's extra bits: it costs at most 2**-4 of an output lsb
 
 
 def exp_table(size: int, shift: int, step_real: float, exp_bits: int) -> np.ndarray:
@@ -35,21 +41,23 @@ def table_index(distance: np.ndarray, shift: int, size: int) -> np.ndarray:
     return np.minimum(np.where(distance == 0, 0, ((distance - 1) >> shift) + 1), size - 1)
 
 
-def error_bound(size: int, shift: int, step_real: float, exp_bits: int, out_frac_bits: int, classes: int) -> float:
+def error_bound(size: int, shift: int, step_real: float, exp_bits: int, out_frac_bits: int, classes: int,
+                guard_bits: int = GUARD_BITS) -> float:
     """Worst |y_i - softmax_i| over all inputs.
 
     With u_i = 2**P exp(-d_i) exact and table value e_i = u_i + a_i: |a_i| <= rho u_i + c,
     rho = exp(half a step) - 1 (midpoint error), c = 1/2 (table rounding) + 2**P exp(-range)
     (inputs past the table's range). Since the largest u is 2**P, sum u = U >= 2**P and
-    |e_i/E - u_i/U| <= (2 rho + c (1+n) / 2**P) / (1 - rho - n c / 2**P); the output adds
-    half an lsb of rounding.
+    |e_i/E - u_i/U| <= (2 rho + c (1+n) / 2**P) / (1 - rho - n c / 2**P); the shared
+    reciprocal adds at most 2**-guard_bits of an output lsb, the output rounding half an lsb.
     """
     half_step = ((1 << shift) - 1) / 2.0 * step_real
     rho = math.expm1(half_step)
     covered = ((size - 2) * (1 << shift) + 1) * step_real
     c = 0.5 + math.ldexp(math.exp(-covered), exp_bits)
     scale = math.ldexp(1.0, -exp_bits)
-    return (2 * rho + c * (1 + classes) * scale) / (1 - rho - classes * c * scale) + math.ldexp(0.5, -out_frac_bits)
+    rounding = math.ldexp(0.5, -out_frac_bits) + math.ldexp(1.0, -out_frac_bits - guard_bits)
+    return (2 * rho + c * (1 + classes) * scale) / (1 - rho - classes * c * scale) + rounding
 
 
 class LowerSoftmax(Pass):
@@ -61,10 +69,10 @@ class LowerSoftmax(Pass):
         changed = False
         outputs = [o.name for o in model.graph.output]
         for node in list(model.get_nodes_by_op_type("Softmax")):
-            if hw.is_hw(node):
+            if is_hw(node):
                 continue
-            producer = hw_producer(model, node.input[0])
-            if producer is None:
+            source = typed(model, node.input[0])
+            if source is None:
                 context.skip(node.name, "its input has no fixed-point type yet")
                 continue
             if node.output[0] not in outputs:
@@ -73,41 +81,41 @@ class LowerSoftmax(Pass):
             if axis not in (-1, 1):
                 raise QonnxError(f"Softmax over axis {axis} is not supported (only the feature axis)", node=node.name)
             if options.softmax == "drop":
-                self._drop(model, node, producer, context)
+                self._drop(model, node, context)
             else:
-                self._table(model, node, producer, context)
+                self._table(model, node, source, context)
             changed = True
         return changed
 
-    def _drop(self, model, node, producer, context):
+    def _drop(self, model, node, context):
+        producer = model.find_producer(node.input[0])
         producer.output[0] = node.output[0]
+        set_edge(model, node.output[0], typed(model, node.input[0]))
         remove_nodes(model, [node])
         context.report.add(node.name, "terminal Softmax dropped: outputs are logits (argmax unchanged)")
 
-    def _table(self, model, node, producer, context):
+    def _table(self, model, node, source: EdgeType, context):
         options = context.options
-        source = hw.out_tensor(producer)
-        if source.gain.size != 1:
+        if source.per_tensor_gain is None:
             raise QonnxError("Softmax input must have one scale per tensor", node=node.name)
+        if len(source.shape) != 1:
+            raise QonnxError(f"Softmax over a tensor of shape {source.shape}: only over a vector", node=node.name)
         step_real = source.type.lsb * float(source.gain[0])
         size, exp_bits = options.softmax_table_size, options.softmax_exp_bits
         needed = exp_bits * math.log(2) + 1  # past this distance the exp rounds to 0 anyway
         shift = 0
-        while (size - 2) * (1 << shift) * step_real < needed:
+        while (size - 2) * (1 << shift) * step_real < needed and shift < 62:
             shift += 1
         table = exp_table(size, shift, step_real, exp_bits)
-        name = fresh_name(model, f"softmax_{node.name}")
-        table_name = fresh_name(model, f"{name}_exp_table")
-        model.set_initializer(table_name, table.astype(np.float64))
+        name = node.name
         out_type = options.softmax_out_type
-        shape = model.get_tensor_shape(node.input[0])
-        if not shape:
-            raise QonnxError("the Softmax input has no known shape", node=node.name)
-        classes = int(shape[-1])
+        table_name = add_constant(model, fresh_name(model, f"{name}/exp_table"), table,
+                                  FixedType.for_range(0, int(table.max()), 0))
+        classes = source.shape[0]
         bound = error_bound(size, shift, step_real, exp_bits, out_type.frac_bits, classes)
-        new = hw.make_softmax(name, producer.output[0], node.output[0], in_type=source.type, out_type=out_type,
-                              table_size=size, table_shift=shift, exp_bits=exp_bits, exp_table=table_name)
-        position = list(model.graph.node).index(node)
-        remove_nodes(model, [node])
-        model.graph.node.insert(position, new)
-        context.report.add(name, f"table softmax ({size} entries, step {1 << shift} codes, exp {exp_bits} bits) -> {out_type}: |error| <= {bound:.3g}")
+        new = Softmax.make(name, [node.input[0], table_name], [node.output[0]], table_shift=shift, exp_bits=exp_bits,
+                           guard_bits=GUARD_BITS)
+        replace_node(model, node, new)
+        set_edge(model, node.output[0], EdgeType(out_type, source.shape))
+        context.report.add(name, f"table softmax ({size} entries, step {1 << shift} codes, exp {exp_bits} bits, one "
+                                 f"reciprocal) -> {out_type}: |error| <= {bound:.3g}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qonnx_ir.types import FixedType, Saturation
@@ -22,8 +22,12 @@ class ProjectSpec:
     part: str | None
     tech: str | None
     firmware_files: list[str]  # relative to the project directory
-    layers: list = field(default_factory=list)  # hlsgen.firmware.Layer
+    design: object = None  # hlsgen.firmware.Design: the layers, their knobs and estimates
     tb_samples: int = 0
+
+    @property
+    def layers(self) -> list:
+        return self.design.layers if self.design is not None else []
 
 
 class Backend:

@@ -150,7 +150,7 @@ if {{$synth}} {{
     go libraries
     directive set -CLOCKS {{{_clocks(spec.clock_ns)}}}
     go assembly
-    go architect
+{_pipeline_directive(spec)}    go architect
     go allocate
     go schedule
     go dpfsm
@@ -160,6 +160,16 @@ if {{$synth}} {{
     }}
 }}
 """
+
+
+def _pipeline_directive(spec: ProjectSpec) -> str:
+    """io parallel: the top's main loop (one iteration per sample) pipelined at the design's II.
+    io stream: every stage carries `#pragma hls_pipeline_init_interval` at its token loop."""
+    if spec.io != "parallel":
+        return ""
+    interval = spec.design.interval
+    return (f"    # one sample every {interval} cycle(s): the largest II of the layers\n"
+            f"    directive set /{spec.top}/core/main -PIPELINE_INIT_INTERVAL {interval}\n")
 
 
 def _run_csim_sh(spec: ProjectSpec) -> str:

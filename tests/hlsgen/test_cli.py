@@ -88,9 +88,10 @@ def test_hls_writes_a_project_from_raw_qonnx(backend, io, command, tmp_path, cap
     metadata = json.loads((out_dir / "project.json").read_text())
     assert (metadata["backend"], metadata["io"], metadata["n_in"], metadata["n_out"]) == (backend, io, 16, 5)
     firmware = out_dir / "firmware"
-    for name in ["parameters.h", "qnn_backend.h", "qnn_top.cpp", "qnn_top.h", "qnn/qnn.h", "qnn/dense.h"]:
+    for name in ["parameters.h", "qnn_backend.h", "qnn_top.cpp", "qnn_top.h", "qnn/portability.h", "qnn/stage.h", "qnn/dense.h"]:
         assert (firmware / name).is_file(), name
-    assert sorted(p.name for p in (firmware / "weights").iterdir()) == sorted(f"{l['ident']}.h" for l in metadata["layers"])
+    assert sorted(p.name for p in (firmware / "weights").iterdir()) == sorted(
+        f"{l['ident']}.h" for l in metadata["layers"] if l["op"] != "InputQuant")  # the input has no constants
     assert backend.upper() in (firmware / "qnn_backend.h").read_text()
     assert (out_dir / "bridge" / "qnn_top_bridge.cpp").is_file()
     assert (out_dir / "model.hw.onnx").is_file()
@@ -103,7 +104,7 @@ def test_hls_writes_a_project_from_raw_qonnx(backend, io, command, tmp_path, cap
     # nothing beside the project (the staging directory is gone)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prj"]
     # the summary: lowering report, project, backend, io, layers with reuse, files, the vendor command
-    assert "lowering" in out and "dense_MatMul_0: 16x64" in out
+    assert "lowering" in out and "MatMul_0: 16x64" in out
     assert f"wrote {out_dir}" in out and f"backend {backend}" in out and f"io {io}" in out
     assert len(re.findall(r"Dense .* reuse 1\b", out)) == 4
     assert re.search(r"\d+ files: .*firmware/", out)
@@ -114,22 +115,22 @@ def test_hls_writes_a_project_from_raw_qonnx(backend, io, command, tmp_path, cap
 
 def test_hls_on_the_hardware_dialect_with_reuse_config(lowered_jet, tmp_path, capsys):
     config = tmp_path / "cfg.yaml"
-    config.write_text("reuse_factor: 2\nstrategy: latency\nlayers:\n  dense_MatMul_1: {reuse_factor: 8}\n")
+    config.write_text("reuse_factor: 2\nstrategy: latency\nlayers:\n  MatMul_1: {reuse_factor: 8}\n")
     out_dir = tmp_path / "prj"
     code, out, err = qonnx(["hls", lowered_jet, "-o", out_dir, "--backend", "vitis", "--config", config,
                             "--part", "xcu250-figd2104-2L-e", "--clock-ns", "3.3"], capsys)
     assert code == 0, err
     assert "lowering" not in out and "part xcu250-figd2104-2L-e" in out and "clock 3.3 ns" in out
     metadata = json.loads((out_dir / "project.json").read_text())
-    dense = {layer["node"]: metadata["reuse"][layer["ident"]] for layer in metadata["layers"] if layer["op"] == "Dense"}
-    assert dense == {"dense_MatMul_0": 2, "dense_MatMul_1": 8, "dense_MatMul_2": 2, "dense_MatMul_3": 2}
+    dense = {layer["node"]: layer["reuse_factor"] for layer in metadata["layers"] if layer["op"] == "Dense"}
+    assert dense == {"MatMul_0": 2, "MatMul_1": 8, "MatMul_2": 2, "MatMul_3": 2}
     assert "reuse_factor = 8;" in (out_dir / "firmware" / "parameters.h").read_text()
     # --reuse beats the config's default, not a layer's own entry; regenerating replaces the project
     code, out, err = qonnx(["hls", lowered_jet, "-o", out_dir, "--backend", "vitis", "--config", config,
                             "--reuse", "4"], capsys)
     assert code == 0, err
     metadata = json.loads((out_dir / "project.json").read_text())
-    assert sorted(v for layer, v in metadata["reuse"].items() if "dense" in layer) == [4, 4, 4, 8]
+    assert sorted(layer["reuse_factor"] for layer in metadata["layers"] if layer["op"] == "Dense") == [4, 4, 4, 8]
 
 
 def test_hls_keeps_the_reuse_written_by_transform(tmp_path, capsys):
@@ -138,7 +139,7 @@ def test_hls_keeps_the_reuse_written_by_transform(tmp_path, capsys):
     code, out, err = qonnx(["hls", lowered, "-o", tmp_path / "prj", "--backend", "catapult", "--tech", "my_lib"], capsys)
     assert code == 0, err
     metadata = json.loads((tmp_path / "prj" / "project.json").read_text())
-    assert {v for layer, v in metadata["reuse"].items() if "dense" in layer} == {3}
+    assert {layer["reuse_factor"] for layer in metadata["layers"] if layer["op"] == "Dense"} == {3}
     assert "technology my_lib" in out
 
 
@@ -298,7 +299,7 @@ def test_hostile_node_names_become_valid_identifiers_and_stay_exact(hostile_mode
 BAD_HLS = {
     "missing model": (["hls", "{missing}", "-o", "{out}", "--backend", "vitis"], "no such file"),
     "reuse 0": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--reuse", "0"], "--reuse"),
-    "reuse too large": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--reuse", "1000"], "dense_MatMul_3"),
+    "reuse too large": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--reuse", "1000"], "MatMul_3"),
     "backend foo": (["hls", "{jet}", "-o", "{out}", "--backend", "foo"], "'foo'"),
     "io foo": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--io", "foo"], "'foo'"),
     "tech with vitis": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--tech", "nangate-45nm_beh"], "--tech"),
@@ -312,7 +313,7 @@ BAD_HLS = {
     "config unknown key": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--config", "{config_key}"],
                            "reuse_factr"),
     "config reuse 0": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--config", "{config_zero}"],
-                       "layers.dense_MatMul_0.reuse_factor"),
+                       "layers.MatMul_0.reuse_factor = 0 is below 1"),
     "config not yaml": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--config", "{config_broken}"],
                         "not valid YAML"),
     "missing config": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--config", "{missing}"],
@@ -320,8 +321,9 @@ BAD_HLS = {
     "tb input features": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--tb-input", "{x12}"],
                           "12 values per sample"),
     "output is a file": (["hls", "{jet}", "-o", "{config}", "--backend", "vitis"], "not a directory"),
-    "csim not a project": (["csim", "{root}", "--input", "{x16}", "-o", "{out}/y.npy"], "not a generated project"),
-    "csim missing dir": (["csim", "{missing}", "--input", "{x16}", "-o", "{out}/y.npy"], "not a generated project"),
+    "csim not a project": (["csim", "{root}", "--input", "{x16}", "-o", "{out}/y.npy"], "not a project written by hawq2hls"),
+    "csim missing dir": (["csim", "{missing}", "--input", "{x16}", "-o", "{out}/y.npy"],
+                         "not a project written by hawq2hls"),
     "csim wrong features": (["csim", "{project}", "--input", "{x12}", "-o", "{out}/y.npy"], "12 values per sample"),
     "csim not npy": (["csim", "{project}", "--input", "{config}", "-o", "{out}/y.npy"], "not a .npy"),
     "verify samples 0": (["verify", "{jet}", "--samples", "0", "-o", "{out}"], "--samples"),
@@ -335,7 +337,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, catapult_proje
     argv, fragment = BAD_HLS[case]
     (tmp_path / "cfg.yaml").write_text("layers:\n  no_such_layer: {reuse_factor: 2}\n")
     (tmp_path / "key.yaml").write_text("reuse_factr: 2\n")
-    (tmp_path / "zero.yaml").write_text("layers:\n  dense_MatMul_0: {reuse_factor: 0}\n")
+    (tmp_path / "zero.yaml").write_text("layers:\n  MatMul_0: {reuse_factor: 0}\n")
     (tmp_path / "broken.yaml").write_text("layers: [a\n")
     np.save(tmp_path / "x12.npy", np.zeros((4, 12)))
     np.save(tmp_path / "x16.npy", np.zeros((4, 16)))
@@ -358,5 +360,5 @@ def test_hls_refuses_to_overwrite_a_directory_that_is_not_a_project(tmp_path, ca
     (precious / "thesis.tex").write_text("do not delete")
     code, _, err = qonnx(["hls", JET_TAGGER, "-o", precious, "--backend", "vitis"], capsys)
     assert code == 2
-    assert "not a generated project" in one_line_error(err, "hls")
+    assert "not a project written by hawq2hls" in one_line_error(err, "hls")
     assert tree(tmp_path) == {Path("precious"), Path("precious/thesis.tex")}

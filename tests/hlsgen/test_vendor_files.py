@@ -214,8 +214,12 @@ def test_readme(lowered, tmp_path, backend, io, part, tech, clock_ns):
     gxx = [line for line in readme.splitlines() if line.startswith("g++ ")]
     assert len(gxx) == 1 and f"tb/{metadata['top']}_test.cpp" in gxx[0] and "-DQNN_PLAIN_CXX" in gxx[0]
     assert gxx[0] in (project.path / "run_csim.sh").read_text()  # the script runs the documented line
-    for ident, reuse in metadata["reuse"].items():
-        assert re.search(rf"^\| {re.escape(ident)} \|.*\| {reuse} \| (latency|resource)? \|$", readme, re.MULTILINE), ident
+    for layer in metadata["layers"]:  # each layer's knobs and the II / latency its pragmas request
+        knobs = rf"\| {layer['reuse_factor']} \| {layer['strategy']} \|" if "reuse_factor" in layer else r"\|  \|  \|"
+        row = rf"^\| {re.escape(layer['ident'])} \| .*{knobs} \S* ?\| {layer['ii']} \| {layer['tokens']} \| {layer['latency']} \|$"
+        assert re.search(row, readme, re.MULTILINE), layer['ident']
+    assert f"a new sample every **{metadata['interval']}** cycle" in readme
+    assert f"about **{metadata['latency']}**" in readme
     assert f"{clock_ns:g} ns" in readme
     if backend == "vitis":
         assert f"`{part or Vitis.default_part}`" in readme

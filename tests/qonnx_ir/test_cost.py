@@ -13,8 +13,11 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.inference_cost import inference_cost
 
-from qonnx_ir import hw
 from qonnx_ir.cost import format_table, info_command, layer_costs
+from qonnx_ir.dialect import EdgeType
+from qonnx_ir.dialect.builder import GraphBuilder
+from qonnx_ir.ops.dense import Dense
+from qonnx_ir.ops.requant import Requant
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.model import load
 from qonnx_ir.types import FixedType
@@ -70,25 +73,16 @@ def test_jet_tagger_counts_float_input_as_32_bits():
 
 def _tiny_hw_model(n_in=4, n_out=3):
     in_type, weight_type = FixedType.parse("fixed<6,2>"), FixedType.parse("fixed<4,1>")
-    accum_type, out_type = FixedType.parse("fixed<13,6,RND_CONV,WRAP>"), FixedType.parse("ufixed<5,3>")
-    weight = np.arange(n_in * n_out, dtype=np.float32).reshape(n_in, n_out) % 7 - 3
-    bias = np.array([1, -2, 0], dtype=np.float32)[:n_out]
-    nodes = [
-        hw.make_input_quant("quant_in", "x", "q", in_shape=[n_in], out_type=in_type),
-        hw.make_dense("fc1", "q", "fc1_w", "fc1_b", "acc", in_type=in_type, weight_type=weight_type,
-                      bias_type=FixedType.parse("fixed<8,5>"), accum_type=accum_type, gain=1.0),
-        hw.make_requant("requant1", "acc", "y", mode="shift", in_type=accum_type, out_type=out_type,
-                        shift=[3], relu=True),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny_hw",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])],
-        initializer=[numpy_helper.from_array(weight, "fc1_w"), numpy_helper.from_array(bias, "fc1_b")],
-    )
-    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(hw.DOMAIN, hw.OPSET)]
-    proto = helper.make_model(graph, opset_imports=opsets)
-    return ModelWrapper(proto), in_type, weight_type
+    out_type = FixedType.parse("ufixed<5,3>")
+    weight = np.arange(n_in * n_out).reshape(n_in, n_out) % 7 - 3
+    bias = np.array([1, -2, 0])[:n_out]
+    builder = GraphBuilder((n_in,))
+    q = builder.input_quant(in_type, name="quant_in")
+    w = builder.constant("fc1_w", weight, weight_type)
+    b = builder.constant("fc1_b", bias, FixedType.for_range(-2, 1, in_type.frac_bits + weight_type.frac_bits))
+    acc = builder.node(Dense, "fc1", [q, w, b])
+    y = builder.node(Requant, "requant1", [acc], out=EdgeType(out_type, (n_out,)), mode="shift", shift=[3])
+    return builder.build(y), in_type, weight_type
 
 
 def test_hardware_dialect_graph():
@@ -156,6 +150,6 @@ def test_conv_and_gemm_match_qonnx_inference_cost():
 
 def test_mixed_graph_is_a_qonnx_error():
     model, _, _ = _tiny_hw_model()
-    model.graph.node.append(helper.make_node("Relu", ["y"], ["z"], name="relu"))
+    model.graph.node.append(helper.make_node("Relu", ["requant1_out"], ["z"], name="relu"))
     with pytest.raises(QonnxError, match="relu"):
         layer_costs(model)

@@ -13,7 +13,8 @@ import pytest
 import torch
 from brevitas_zoo import INPUT_RANGE, MATRIX, export_qonnx_file, float64_forward, make_mlp
 
-from qonnx_ir import execute, hw, load
+from qonnx_ir import execute, load
+from qonnx_ir.dialect import read_edge_type
 from qonnx_ir.cli import main as qonnx
 from transforms import lower
 
@@ -52,7 +53,7 @@ def _lowered_biases(lowered) -> list[np.ndarray]:
     biases = []
     for node in lowered.graph.node:
         if node.op_type == "Dense":
-            step = hw.out_tensor(node).real_scale
+            step = read_edge_type(lowered, node.output[0]).real_scale
             codes = lowered.get_initializer(node.input[2]) if len(node.input) > 2 else 0.0
             biases.append(np.asarray(codes, dtype=np.float64) * step)
     return biases

@@ -17,7 +17,9 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
-from qonnx_ir import execute, hw, load
+from qonnx_ir import execute, load
+from qonnx_ir.dialect import GraphView, is_hw, read_edge_type
+from qonnx_ir.quant import attribute
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.reference import execute_qonnx
 from qonnx_ir.types import FixedType, Saturation
@@ -41,7 +43,12 @@ def prepared(source, names: list[str], context: Context | None = None) -> ModelW
 
 
 def hw_nodes(model, op_type):
-    return [node for node in model.graph.node if hw.is_hw(node) and node.op_type == op_type]
+    return [node for node in model.graph.node if is_hw(node) and node.op_type == op_type]
+
+
+def edge_type(model, tensor):
+    """The fixed-point type stored on an edge (or a constant) of a lowered graph."""
+    return read_edge_type(model, tensor).type
 
 
 def copy_model(model: ModelWrapper) -> ModelWrapper:
@@ -172,13 +179,13 @@ def test_lower_input_folds_flatten_and_affine_preprocessing_of_tfc(zoo_paths, he
     assert apply(model, "lower-input") is True
     assert helpers.data_ops(model) == ["InputQuant"] + TFC_DATA_OPS[4:]
     (node,) = hw_nodes(model, "InputQuant")
-    out_type = hw.type_attr(node, "out_type")
+    out_type = edge_type(model, node.output[0])
     assert out_type.lsb == scale and out_type.width == bits and out_type.saturation is Saturation.SAT_SYM
-    assert [(kind, list(values)) for kind, values in hw.pre_ops(node)] == [
+    assert [(kind, list(values)) for kind, values in GraphView(model).op(node).pre_op_list()] == [
         ("mul", [cleaned.get_initializer(by_type["Mul"].input[1]).item()]),
         ("sub", [cleaned.get_initializer(by_type["Sub"].input[1]).item()]),
     ]
-    assert list(hw.int_list(node, "in_shape")) == [1, 28, 28]
+    assert GraphView(model).op(node).input_shape == (1, 28, 28)
     assert node.output[0] == input_quant.output[0]  # the first MatMul now reads the InputQuant
 
 
@@ -190,7 +197,7 @@ def test_lower_input_without_quantizer_uses_the_configured_type(zoo_paths, helpe
     assert apply(model, "lower-input", context) is True
     assert helpers.data_ops(model) == ["InputQuant"] + JET_DATA_OPS
     (node,) = hw_nodes(model, "InputQuant")
-    assert hw.type_attr(node, "out_type") == (FixedType(16, 6, True) if input_type is None else FixedType.parse(input_type))
+    assert edge_type(model, node.output[0]) == (FixedType(16, 6, True) if input_type is None else FixedType.parse(input_type))
     first_matmul = [n for n in model.graph.node if n.op_type == "MatMul"][0]
     assert first_matmul.input[0] == node.output[0]
     assert any("no input quantizer" in line for line in context.report.lines)
@@ -272,8 +279,8 @@ def test_lower_dense_makes_integer_weights_and_bias_and_keeps_the_numbers(qonnx_
     (dense,) = hw_nodes(model, "Dense")
     assert np.array_equal(model.get_initializer(dense.input[1]), weights)
     assert np.array_equal(model.get_initializer(dense.input[2]), bias)  # 2**-7 = 2**-4 * 2**-3: on the grid
-    assert hw.type_attr(dense, "accum_type").lsb == 2**-7
-    assert hw.type_attr(dense, "weight_type") == FixedType.integer(4, True)
+    assert edge_type(model, dense.output[0]).lsb == 2**-7
+    assert edge_type(model, dense.input[1]) == FixedType(4, 1, True)  # the weights' scale 2**-3 is their type's lsb
     x = np.concatenate([rng.normal(0, 3, (2000, 6)), rng.integers(-128, 128, (500, 6)) * 2**-4, [[8.0] * 6, [-8.0] * 6]])
     assert np.array_equal(execute(model, x), execute_qonnx(original, x)["y"])
 
@@ -302,8 +309,9 @@ def test_lower_requant_on_the_jet_tagger_gives_shift_with_relu(zoo_paths, helper
     assert apply(model, "lower-requant") is True
     assert helpers.data_ops(model) == ["InputQuant", "Dense", "Requant"] + JET_DATA_OPS[4:]
     (requant,) = hw_nodes(model, "Requant")
-    assert hw.attribute(requant, "mode") == "shift" and hw.attribute(requant, "relu") == 1
-    assert hw.type_attr(requant, "out_type") == FixedType(6, 0, False)  # qkeras quantized_relu(6, 0)
+    assert attribute(requant, "mode") == "shift"
+    assert attribute(requant, "relu", 0) == 0  # an unsigned output saturates at 0: the Relu is free
+    assert edge_type(model, requant.output[0]) == FixedType(6, 0, False)  # qkeras quantized_relu(6, 0)
 
 
 def test_lower_requant_on_tfc_gives_thresholds(zoo_paths, helpers):
@@ -311,7 +319,7 @@ def test_lower_requant_on_tfc_gives_thresholds(zoo_paths, helpers):
     assert apply(model, "lower-requant") is True
     assert helpers.data_ops(model) == ["InputQuant", "Dense", "Requant"] + TFC_DATA_OPS[7:]
     (requant,) = hw_nodes(model, "Requant")
-    assert hw.attribute(requant, "mode") == "thresholds"
+    assert attribute(requant, "mode") == "thresholds"
     thresholds = model.get_initializer(requant.input[1])
     assert thresholds.shape == (64, 2)  # ternary output: two thresholds per channel
     assert np.all(thresholds[:, 0] <= thresholds[:, 1])
@@ -322,13 +330,13 @@ def test_lower_softmax_structure(zoo_paths, helpers, softmax):
     context = Context(LoweringOptions(softmax=softmax))
     model = prepared(zoo_paths["jet"], ["cleanup", "lower-input"], context)
     run_passes(model, LAYER_GROUP, context)
-    assert helpers.ops(model)[-2:] == ["Dense", "Softmax"] and not hw.is_hw(model.graph.node[-1])
+    assert helpers.ops(model)[-2:] == ["Dense", "Softmax"] and not is_hw(model.graph.node[-1])
     assert apply(model, "lower-softmax", context) is True
     if softmax == "table":
         assert helpers.ops(model) == ["InputQuant"] + ["Dense", "Requant"] * 3 + ["Dense", "Softmax"]
         (node,) = hw_nodes(model, "Softmax")
         table = model.get_initializer(node.input[1])
-        assert table[0] == 2 ** hw.attribute(node, "exp_bits")  # exp(0) exact: the largest logit wins
+        assert table[0] == 2 ** attribute(node, "exp_bits")  # exp(0) exact: the largest logit wins
         assert np.all(np.diff(table) <= 0)
         assert node.output[0] == model.graph.output[0].name
     else:
@@ -461,10 +469,10 @@ def test_shift_requant_equals_quant_semantics_on_every_input(qonnx_graph, helper
     lowered, _ = lower(original)
     assert helpers.ops(lowered) == ["InputQuant", "Dense", "Requant"]
     (requant,) = hw_nodes(lowered, "Requant")
-    assert hw.attribute(requant, "mode") == "shift"
-    assert hw.attribute(requant, "relu") == int(relu)
-    assert set(hw.int_list(requant, "shift")) == {helpers.log2_exact(out_scale) + 7}  # accumulator lsb 2**-7
-    out_type = hw.type_attr(requant, "out_type")
+    assert attribute(requant, "mode") == "shift"
+    assert attribute(requant, "relu", 0) == int(relu and signed)  # unsigned: saturation at 0 is the Relu
+    assert set(attribute(requant, "shift")) == {helpers.log2_exact(out_scale) + 7}  # accumulator lsb 2**-7
+    out_type = edge_type(lowered, requant.output[0])
     assert out_type.lsb == out_scale and out_type.signed == signed
 
     # every input code pair, and every pair of input ties (k + 1/2) of the 8-bit input quantizer
@@ -538,7 +546,7 @@ def test_batchnorm_to_low_bit_quant_gives_thresholds_identical_to_float64(qonnx_
     lowered, _ = lower(original)
     assert helpers.ops(lowered) == ["InputQuant", "Dense", "Requant"]
     (requant,) = hw_nodes(lowered, "Requant")
-    assert hw.attribute(requant, "mode") == "thresholds"
+    assert attribute(requant, "mode") == "thresholds"
     x = np.concatenate([ALL_INPUT_CODES * 2**-4, rng.normal(0, 4, (2000, 2))])
     expected = execute_qonnx(original, x)["y"]
     actual = execute(lowered, x)
@@ -557,8 +565,8 @@ def test_batchnorm_to_8bit_quant_gives_multiply_shift_matching_float64(qonnx_gra
     original = _bn_graph(qonnx_graph, _gamma(rng, np.array(negative)), out_quant, seed=14, relu=relu)
     lowered, context = lower(original)
     (requant,) = hw_nodes(lowered, "Requant")
-    assert hw.attribute(requant, "mode") == "multiply_shift"
-    assert hw.attribute(requant, "relu") == int(relu)
+    assert attribute(requant, "mode") == "multiply_shift"
+    assert attribute(requant, "relu", 0) == int(relu and signed)
     x = rng.normal(0, 3, (2000, 2))
     expected = execute_qonnx(original, x)["y"]
     actual = execute(lowered, x)
@@ -600,10 +608,10 @@ def test_accumulator_types_are_the_narrowest_that_hold_every_input(qonnx_graph, 
     lowered, _ = lower(_tiny_layer(qonnx_graph, weights, bias))
     (dense,) = hw_nodes(lowered, "Dense")
     (requant,) = hw_nodes(lowered, "Requant")
-    accum = hw.type_attr(dense, "accum_type")
+    accum = edge_type(lowered, dense.output[0])
     assert (accum.width, accum.int_bits, accum.signed) == _brute_force_fields(helpers, weights, bias, 5)
-    assert hw.type_attr(requant, "in_type") == accum
-    bias_type = hw.type_attr(dense, "bias_type")
+    assert edge_type(lowered, requant.input[0]) == accum
+    bias_type = edge_type(lowered, dense.input[2])
     assert (bias_type.width, bias_type.int_bits, bias_type.signed) == helpers.narrowest_type_fields(int(bias.min()), int(bias.max()), 5)
     # and the interpreter never finds an overflow on the whole input space
     assert execute(lowered, ALL_3BIT_TRIPLES * 2**-2, codes=True).shape == (512, 4)
@@ -615,15 +623,15 @@ def test_size_accumulators_resizes_after_the_weights_are_edited(qonnx_graph, hel
     lowered, _ = lower(_tiny_layer(qonnx_graph, weights, bias))
     (dense,) = hw_nodes(lowered, "Dense")
     (requant,) = hw_nodes(lowered, "Requant")
-    small = hw.type_attr(dense, "accum_type")
+    small = edge_type(lowered, dense.output[0])
     new_weights, new_bias = np.array([[7, -8, 7, 0], [-8, 7, 7, 1], [7, 7, -8, 0]]), np.array([500, -511, 3, 0])
     lowered.set_initializer(dense.input[1], new_weights.astype(np.float32))
     lowered.set_initializer(dense.input[2], new_bias.astype(np.float64))
     assert apply(lowered, "size-accumulators") is True
-    accum = hw.type_attr(dense, "accum_type")
+    accum = edge_type(lowered, dense.output[0])
     assert accum.width > small.width
     assert (accum.width, accum.int_bits, accum.signed) == _brute_force_fields(helpers, new_weights, new_bias, 5)
-    assert hw.type_attr(requant, "in_type") == accum
+    assert edge_type(lowered, requant.input[0]) == accum
     snapshot = helpers.serialized(lowered)
     assert apply(lowered, "size-accumulators") is False
     assert helpers.serialized(lowered) == snapshot
@@ -634,11 +642,10 @@ def test_jet_accumulators_are_the_narrowest_for_the_worst_corner_inputs(zoo_path
     weight_scales = [cleaned.get_initializer(cleaned.find_producer(n.input[1]).input[1]).item()
                      for n in cleaned.graph.node if n.op_type == "MatMul"]
     lowered, _ = lower(zoo_paths["jet"])
-    producers = {node.output[0]: node for node in lowered.graph.node}
     denses = hw_nodes(lowered, "Dense")
     assert len(denses) == len(weight_scales) == 4
     for dense, weight_scale in zip(denses, weight_scales):
-        in_type = hw.out_tensor(producers[dense.input[0]]).type
+        in_type = edge_type(lowered, dense.input[0])
         lo, hi = in_type.min_code, in_type.max_code
         weights = lowered.get_initializer(dense.input[1]).astype(np.int64)
         bias = lowered.get_initializer(dense.input[2]).astype(np.int64)
@@ -646,6 +653,6 @@ def test_jet_accumulators_are_the_narrowest_for_the_worst_corner_inputs(zoo_path
         # term by term the worse of w*lo and w*hi (Python integers: no overflow).
         lows = [sum(min(int(w) * lo, int(w) * hi) for w in column) + int(b) for column, b in zip(weights.T, bias)]
         highs = [sum(max(int(w) * lo, int(w) * hi) for w in column) + int(b) for column, b in zip(weights.T, bias)]
-        accum = hw.type_attr(dense, "accum_type")
+        accum = edge_type(lowered, dense.output[0])
         assert accum.lsb == in_type.lsb * weight_scale  # the accumulator grid is input lsb x weight scale
         assert (accum.width, accum.int_bits, accum.signed) == helpers.narrowest_type_fields(min(lows), max(highs), accum.frac_bits)

@@ -16,7 +16,9 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.cleanup import cleanup_model
 
-from qonnx_ir import cli, execute, hw, load
+from qonnx_ir import HwGraph, cli, execute, load
+from qonnx_ir.dialect import is_hw, read_edge_type
+from qonnx_ir.quant import attribute
 from qonnx_ir.interpreter import real_values
 from qonnx_ir.reference import execute_qonnx
 from transforms import LoweringOptions, lower
@@ -28,7 +30,7 @@ SAMPLES = 1000
 
 
 def _hw(model, op_type):
-    return [node for node in model.graph.node if hw.is_hw(node) and node.op_type == op_type]
+    return [node for node in model.graph.node if is_hw(node) and node.op_type == op_type]
 
 
 def _jet_inputs(seed: int = 0) -> np.ndarray:
@@ -74,14 +76,14 @@ def tfc(zoo_paths):
 def test_jet_lowers_to_one_node_per_layer(jet):
     assert [n.op_type for n in jet["lowered"].graph.node] == ["InputQuant"] + ["Dense", "Requant"] * 3 + ["Dense", "Softmax"]
     (input_quant,) = _hw(jet["lowered"], "InputQuant")
-    assert str(hw.type_attr(input_quant, "out_type")) == "fixed<16,6>"  # no input quantizer: the default type
-    assert all(hw.attribute(n, "mode") == "shift" for n in _hw(jet["lowered"], "Requant"))
+    assert str(read_edge_type(jet["lowered"], input_quant.output[0]).type) == "fixed<16,6>"  # no input quantizer: the default type
+    assert all(attribute(n, "mode") == "shift" for n in _hw(jet["lowered"], "Requant"))
 
 
 def test_jet_logits_equal_the_float64_qonnx_graph_exactly(jet):
     codes = execute(jet["lowered"], jet["x"], return_all=True)
     last_dense = _hw(jet["lowered"], "Dense")[-1]
-    logits = real_values(last_dense, codes[last_dense.output[0]])
+    logits = real_values(HwGraph(jet["lowered"]), last_dense.output[0], codes[last_dense.output[0]])
     reference = jet["reference_logits"]
     assert reference.dtype == np.float64 and logits.shape == reference.shape == (SAMPLES, 5)
     assert np.array_equal(logits, reference)
@@ -91,13 +93,13 @@ def test_jet_logits_equal_the_float64_qonnx_graph_exactly(jet):
 def test_jet_table_softmax_is_within_the_reported_bound(jet, record_property):
     lowered = jet["lowered"]
     (softmax,) = _hw(lowered, "Softmax")
-    producer = next(n for n in lowered.graph.node if n.output[0] == softmax.input[0])
-    logits = hw.out_tensor(producer)
+    logits = read_edge_type(lowered, softmax.input[0])
     assert logits.gain.size == 1
     bound = error_bound(
-        hw.attribute(softmax, "table_size"), hw.attribute(softmax, "table_shift"),
-        logits.type.lsb * float(logits.gain[0]), hw.attribute(softmax, "exp_bits"),
-        hw.type_attr(softmax, "out_type").frac_bits, classes=5,
+        lowered.get_initializer(softmax.input[1]).size, attribute(softmax, "table_shift"),
+        logits.type.lsb * float(logits.gain[0]), attribute(softmax, "exp_bits"),
+        read_edge_type(lowered, softmax.output[0]).type.frac_bits, classes=5,
+        guard_bits=attribute(softmax, "guard_bits"),
     )
     (line,) = [line for line in jet["context"].report.lines if line.startswith(softmax.name)]
     reported = float(re.search(r"\|error\| <= ([0-9.e+-]+)", line).group(1))
@@ -139,7 +141,7 @@ def test_tfc_argmax_agrees_with_the_float64_qonnx_graph(tfc, record_property):
 
 def test_tfc_threshold_activations_equal_the_float64_quantizers_exactly(tfc):
     lowered = tfc["lowered"]
-    thresholds = [n for n in _hw(lowered, "Requant") if hw.attribute(n, "mode") == "thresholds"]
+    thresholds = [n for n in _hw(lowered, "Requant") if attribute(n, "mode") == "thresholds"]
     assert len(thresholds) == 3
     # the reference's activation quantizers: the Quant after each BatchNormalization
     cleaned = cleanup_model(ModelWrapper(str(tfc["path"])))
@@ -155,7 +157,7 @@ def test_tfc_threshold_activations_equal_the_float64_quantizers_exactly(tfc):
         assert np.array_equal(reference_codes, np.round(reference_codes))  # the reference really is on the grid
         ours = np.asarray(codes[requant.output[0]], dtype=np.float64)
         assert np.array_equal(ours, reference_codes), requant.name
-        assert np.array_equal(real_values(requant, codes[requant.output[0]]), reference)
+        assert np.array_equal(real_values(HwGraph(lowered), requant.output[0], codes[requant.output[0]]), reference)
         assert set(np.unique(ours)) == {-1.0, 0.0, 1.0}  # every ternary level occurs
 
 

@@ -15,31 +15,42 @@ def _meaning(fixed: FixedType) -> str:
             f"range [{low:.17g}, {high:.17g}]")
 
 
+def _layer_rows(spec) -> str:
+    rows = []
+    for layer in spec.layers:
+        reuse = layer.knobs.get("reuse_factor", "")
+        strategy = layer.knobs.get("strategy", "")
+        multipliers = layer.cost.multipliers or ""
+        rows.append(f"| {layer.ident} | `{layer.node}` | {layer.op} | `{layer.kernel}` | {reuse} | {strategy} "
+                    f"| {multipliers} | {layer.cost.ii} | {layer.tokens} | {layer.cost.latency} |")
+    return "\n".join(rows)
+
+
 def interface_markdown(spec, fixed_type, stream_type: str, array_ports: str = "") -> str:
     """The `## Interface` and `## Layers` sections.
 
     fixed_type(FixedType) spells a port type; stream_type names what `qnn::stream` is;
     array_ports says how the backend maps the arrays of an io-parallel top to ports.
     """
+    design = spec.design
+    interval, latency = design.interval, design.latency
+    in_tokens, in_size = design.input_tokens
+    out_tokens, out_size = design.output_tokens
     if spec.io == "parallel":
         signature = f"void {spec.top}(const input_t x[N_IN], result_t y[N_OUT]);"
-        interval = max((layer.reuse_factor for layer in spec.layers), default=1)
         style = (f"io **parallel**: one call computes one sample{array_ports}. The top function is "
-                 f"pipelined with initiation interval {interval} (the largest reuse factor): a new sample "
+                 f"pipelined with initiation interval {interval} (the largest II of its layers): a new sample "
                  f"every {interval} clock cycle{'s' if interval > 1 else ''}.")
         x_port, y_port = f"`x[{spec.n_in}]`", f"`y[{spec.n_out}]`"
     else:
-        signature = f"void {spec.top}(qnn::stream<input_vec_t> &x, qnn::stream<result_vec_t> &y);"
-        style = (f"io **stream**: `qnn::stream` is `{stream_type}`; one token is a whole vector "
-                 "(`qnn::vec<T, N>`, elements in `.data[N]`), and one call reads one input token "
-                 "and writes one output token. The layers are concurrent stages connected by streams.")
-        x_port, y_port = f"`x` (`input_vec_t` = `qnn::vec<input_t, {spec.n_in}>`)", \
-            f"`y` (`result_vec_t` = `qnn::vec<result_t, {spec.n_out}>`)"
-    rows = "\n".join(
-        f"| {layer.ident} | `{layer.node_name}` | {layer.op} | `qnn::{layer.kernel}` | {layer.n_in} → {layer.n_out} "
-        f"| {layer.reuse_factor} | {layer.strategy if layer.op == 'Dense' else ''} |"
-        for layer in spec.layers
-    )
+        signature = f"void {spec.top}(qnn::stream<input_token_t> &x, qnn::stream<result_token_t> &y);"
+        style = (f"io **stream**: `qnn::stream` is `{stream_type}`; a token is `qnn::vec<T, N>` (elements in "
+                 f"`.data[N]`). One call reads one sample as {in_tokens} input token(s) of {in_size} values and "
+                 f"writes {out_tokens} output token(s) of {out_size}; tensors are channels last, so an image "
+                 "arrives pixel by pixel, row by row. Every layer is a concurrent stage, pipelined at its II, "
+                 "connected to the next by a stream.")
+        x_port = f"`x` (`input_token_t` = `qnn::vec<input_t, {in_size}>`, {in_tokens} per sample)"
+        y_port = f"`y` (`result_token_t` = `qnn::vec<result_t, {out_size}>`, {out_tokens} per sample)"
     return f"""## Interface
 
 Top function `{spec.top}` (declared in `firmware/{spec.top}.h`):
@@ -62,13 +73,20 @@ its fixed-point port value without rounding. The model's real values for the sam
 
 ## Layers
 
-A reuse factor R means each multiplier is used R times per sample: about R times fewer
-multipliers, and R clock cycles between samples for that layer. Strategy `latency` keeps a
-dense layer's weights in registers, `resource` in a ROM.
+What the pragmas request, per layer: a reuse factor R shares each multiplier over R products
+(multipliers = ceil(non-zero weights / R)) and sets the layer's initiation interval (II,
+cycles between tokens) to R; strategy `latency` keeps the weights in registers, `resource` in
+a ROM whose words hold ceil(weights / R) of them, one word read per cycle. Latency is the
+estimate of the cycles from a token in to its result out (multiplier, adder tree of depth
+ceil(log2 n_in), R cycles of sharing; thresholds: comparators and a count).
 
-| layer | node | op | kernel | in → out | reuse factor | strategy |
-|-------|------|----|--------|----------|--------------|----------|
-{rows}
+| layer | node | op | kernel | R | strategy | multipliers | II | tokens | latency |
+|-------|------|----|--------|---|----------|-------------|----|--------|---------|
+{_layer_rows(spec)}
+
+Total, as requested: a new sample every **{interval}** cycle{'s' if interval > 1 else ''}, about **{latency}**
+cycles ({latency * spec.clock_ns:g} ns at {spec.clock_ns:g} ns) from input to output. The vendor's
+synthesis report gives the achieved numbers.
 """
 
 
@@ -76,5 +94,5 @@ def gxx_command(spec, header_variables: list[str]) -> str:
     """The plain g++ line that builds and runs the testbench from the project directory."""
     sources = " ".join(f for f in spec.firmware_files if f.endswith(".cpp"))
     isystem = " ".join(f'-isystem "${variable}"' for variable in header_variables)
-    return (f"g++ -std=c++17 -DQNN_PLAIN_CXX -I firmware {isystem} tb/{spec.top}_test.cpp {sources} "
+    return (f"g++ -std=c++14 -DQNN_PLAIN_CXX -I firmware {isystem} tb/{spec.top}_test.cpp {sources} "
             "-o tb_run && ./tb_run")

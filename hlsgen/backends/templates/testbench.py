@@ -28,24 +28,31 @@ def _call(io: str, design: str) -> str:
         {design}(x, y);
         for (unsigned o = 0; o < N_OUT; o++) got[o] = qnn::to_code<result_code_t>(y[o]).to_int64();
 """
-    return f"""        input_vec_t x;
-        for (unsigned i = 0; i < N_IN; i++) x.data[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + i]));
-        x_stream.write(x);
+    return f"""        for (unsigned t = 0; t < IN_TOKENS; t++) {{
+            input_token_t x;
+            for (unsigned i = 0; i < IN_TOKEN_SIZE; i++)
+                x.data[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + t * IN_TOKEN_SIZE + i]));
+            x_stream.write(x);
+        }}
         {design}(x_stream, y_stream);
-        const result_vec_t y = y_stream.read();
-        for (unsigned o = 0; o < N_OUT; o++) got[o] = qnn::to_code<result_code_t>(y.data[o]).to_int64();
+        for (unsigned t = 0; t < OUT_TOKENS; t++) {{
+            const result_token_t y = y_stream.read();
+            for (unsigned o = 0; o < OUT_TOKEN_SIZE; o++)
+                got[t * OUT_TOKEN_SIZE + o] = qnn::to_code<result_code_t>(y.data[o]).to_int64();
+        }}
 """
 
 
 def testbench_cpp(top: str, io: str, spelling: Spelling, header: str) -> str:
     """tb/<top>_test.cpp: exit code 0 when every output code matches, 1 otherwise."""
     design = spelling.design.format(top=top)
-    streams = ("    qnn::stream<input_vec_t> x_stream;  // one token (a whole input vector) per sample\n"
-               "    qnn::stream<result_vec_t> y_stream;\n") if io == "stream" else ""
+    streams = ("    qnn::stream<input_token_t> x_stream;  // IN_TOKENS tokens per sample (channels last)\n"
+               "    qnn::stream<result_token_t> y_stream;\n") if io == "stream" else ""
     done = spelling.exit
     return f"""{header}// {spelling.title}
 //
-// Runs every sample of tb_data/tb_input_codes.dat (one sample per line, N_IN integer codes)
+// Runs every sample of tb_data/tb_input_codes.dat (one sample per line, N_IN integer codes,
+// channels last)
 // through {top} and compares the output codes with tb_data/tb_output_codes.dat, the
 // bit-exact results of the Python interpreter. Codes are the raw bits of the fixed-point
 // ports, so the comparison is exact.

@@ -1,16 +1,22 @@
-// Dense layer on integer codes: acc[o] = bias[o] + sum_i x[i] * w[i][o], exactly.
+// Dense layer on integer codes: acc[o] = bias[o] + sum_i x[i] * w[i][o], exactly (the Dense op).
 //
-// Config (static members of a struct C):
-//   n_in, n_out       layer shape; weights are stored row-major: w[i * n_out + o]
-//   reuse_factor      R: each multiplier is used R times; R = 1 is fully parallel
-//   input_t, weight_t, bias_t, accum_t
-//                     code types; accum_t is sized by interval analysis, so it never wraps
-//   weight_store_t, bias_store_t
-//                     plain C integer types the constant arrays are stored in (they compile
-//                     instantly; each value is converted to its code type where it is used)
-//   product           policy: multiply, xnor (both operands bipolar) or sign_select
-//                     (bipolar weights): how one x*w term is formed
-// Zero weights are skipped: with constant weights the tool removes their multipliers.
+// Config C (static members the generator writes):
+//   n_in, n_out            layer shape; weights are row-major: w[i * n_out + o]
+//   reuse_factor           R: each multiplier serves R products, the layer takes a new input
+//                          every R cycles (II = R). Any R from 1 to n_in * n_out.
+//   nonzero_weights        products that need a multiplier (zero weights are skipped)
+//   input_bits, input_signed, input_bipolar     the input edge's codes
+//   weight_bits, weight_signed, weight_bipolar  the weight constant's codes
+//   accum_bits, accum_signed                    the output edge's codes (sized by interval
+//                                               analysis: the sum never leaves its range)
+//   weight_store_t, bias_store_t                plain C integer types of the constant arrays
+//                                               (they compile instantly)
+//
+// Every loop is unrolled with constant indices, so with constant weights the tool sees
+// n_in * n_out multiplications by constants (zero ones vanish); the function is pipelined
+// at II = R and QNN_LIMIT_MULTIPLIERS caps the multipliers at ceil(nonzero / R), which makes
+// the scheduler share each one over the R cycles. Partial sums start at the bias and each
+// term's range contains 0, so every partial sum stays inside the final sum's range.
 #ifndef QNN_DENSE_H
 #define QNN_DENSE_H
 
@@ -37,40 +43,42 @@ struct sign_select {
     }
 };
 
-template <class C>
-void dense(const typename C::input_t x[C::n_in], typename C::accum_t acc[C::n_out],
-           const typename C::weight_store_t weights[C::n_in * C::n_out],
-           const typename C::bias_store_t bias[C::n_out]) {
-    QNN_INLINE
-    static const unsigned total = C::n_in * C::n_out;
-    static const unsigned per_round = (total + C::reuse_factor - 1) / C::reuse_factor;  // multipliers
-    typename C::accum_t partial[C::n_out];
-    QNN_PARTITION(partial)
-QNN_LABEL(init)
-    for (unsigned o = 0; o < C::n_out; o++) {
-        QNN_UNROLL
-        partial[o] = (long long)bias[o];
-    }
-    // invariant: after round r, partial[o] holds the bias plus every term k < (r + 1) * per_round
-QNN_LABEL(rounds)
-    for (unsigned r = 0; r < C::reuse_factor; r++) {
-        QNN_PIPELINE(1)
-    QNN_LABEL(lanes)
-        for (unsigned m = 0; m < per_round; m++) {
+template <bool InputBipolar, bool WeightBipolar> struct product_policy { typedef multiply type; };
+template <bool InputBipolar> struct product_policy<InputBipolar, true> { typedef sign_select type; };
+template <> struct product_policy<true, true> { typedef xnor type; };
+
+template <class C> struct dense {
+    typedef int_t<C::input_bits, C::input_signed> input_t;
+    typedef int_t<C::weight_bits, C::weight_signed> weight_t;
+    typedef int_t<C::accum_bits, C::accum_signed> output_t;
+    typedef typename product_policy<C::input_bipolar, C::weight_bipolar>::type product;
+    static const unsigned in_size = C::n_in, out_size = C::n_out, tokens = 1, ii = C::reuse_factor;
+    static const unsigned multiplier_limit = ceil_div(C::nonzero_weights, C::reuse_factor);
+    static_assert(C::reuse_factor >= 1 && C::reuse_factor <= C::n_in * C::n_out,
+                  "the reuse factor is between 1 and the layer's number of products");
+    static_assert(C::accum_bits >= 1 && C::accum_bits <= 64, "accumulators are sized to 1..64 bits");
+
+    static void run(const input_t x[C::n_in], output_t acc[C::n_out], const typename C::weight_store_t weights[],
+                    const typename C::bias_store_t bias[]) {
+        QNN_FUNCTION_PIPELINE(C::reuse_factor)
+        QNN_LIMIT_MULTIPLIERS(multiplier_limit)
+    QNN_LOOP_UNROLL
+    QNN_LABEL(outputs)
+        for (unsigned o = 0; o < C::n_out; o++) {
             QNN_UNROLL
-            const unsigned k = r * per_round + m;  // invariant: k = i * n_out + o
-            if (k < total && weights[k] != 0) {
-                const unsigned i = k / C::n_out, o = k % C::n_out;
-                partial[o] += C::product::template term<typename C::accum_t>(x[i], typename C::weight_t((long long)weights[k]));
+            output_t sum = (long long)bias[o];
+            // invariant: sum = bias[o] + the terms of the inputs before i
+        QNN_LOOP_UNROLL
+        QNN_LABEL(inputs)
+            for (unsigned i = 0; i < C::n_in; i++) {
+                QNN_UNROLL
+                const long long w = weights[i * C::n_out + o];
+                if (w != 0) sum += product::template term<output_t>(x[i], weight_t(w));
             }
+            acc[o] = sum;
         }
     }
-QNN_LABEL(copy)
-    for (unsigned o = 0; o < C::n_out; o++) {
-        QNN_UNROLL
-        acc[o] = partial[o];
-    }
-}
+};
 
 }  // namespace qnn
 

@@ -3,6 +3,22 @@
 // Select the backend with QNN_BACKEND_VITIS or QNN_BACKEND_CATAPULT (the generated
 // firmware/qnn_backend.h does). Define QNN_PLAIN_CXX when compiling with a plain C++
 // compiler (g++ for the C simulation): the HLS pragmas mean nothing there.
+//
+// The two tools want loop pragmas in different places, so every pipelined or unrolled loop
+// carries both spellings; each expands to nothing on the other backend:
+//
+//     QNN_LOOP_PIPELINE(ii)              // Catapult: `#pragma hls_pipeline_init_interval ii`, before the loop
+//     for (...) {
+//         QNN_PIPELINE(ii)               // Vitis: `#pragma HLS PIPELINE II=ii`, first in the body
+//
+//     QNN_LOOP_UNROLL                    // Catapult: `#pragma hls_unroll yes`, before the loop
+//     for (...) {
+//         QNN_UNROLL                     // Vitis: `#pragma HLS UNROLL`, first in the body
+//
+// QNN_FUNCTION_PIPELINE(ii) pipelines a whole function body (Vitis); Catapult pipelines the
+// loop that calls it. QNN_LIMIT_MULTIPLIERS(n) caps the multipliers of a function (Vitis
+// ALLOCATION); Catapult shares operators by itself to meet the II of the enclosing loop.
+// Code is C++14: both tools' front ends accept it.
 #ifndef QNN_PORTABILITY_H
 #define QNN_PORTABILITY_H
 
@@ -45,15 +61,21 @@ template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
     value.range(Fixed::width - 1, 0) = code.range(Fixed::width - 1, 0);
     return value;
 }
-template <class T> inline T stream_read(stream<T> &s) { return s.read(); }
-template <class T> inline void stream_write(stream<T> &s, const T &value) { s.write(value); }
 
+#define QNN_LOOP_PIPELINE(ii)
 #define QNN_PIPELINE(ii) QNN_PRAGMA(HLS PIPELINE II = ii)
+#define QNN_FUNCTION_PIPELINE(ii) QNN_PRAGMA(HLS PIPELINE II = ii)
+#define QNN_LOOP_UNROLL
 #define QNN_UNROLL QNN_PRAGMA(HLS UNROLL)
 #define QNN_INLINE QNN_PRAGMA(HLS INLINE)
+#define QNN_LIMIT_MULTIPLIERS(n) QNN_PRAGMA(HLS ALLOCATION operation instances = mul limit = n)
 #define QNN_PARTITION(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
 #define QNN_WEIGHTS_IN_REGISTERS(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
-#define QNN_WEIGHTS_IN_ROM(var) QNN_PRAGMA(HLS BIND_STORAGE variable = var type = rom_1p impl = bram)
+// A ROM of words of `factor` weights: one word per cycle feeds `factor` multipliers, so R reads
+// (R = the layer's reuse factor) deliver all its weights and the layer keeps II = R.
+#define QNN_WEIGHTS_IN_ROM(var, factor) \
+    QNN_PRAGMA(HLS BIND_STORAGE variable = var type = rom_1p impl = bram) \
+    QNN_PRAGMA(HLS ARRAY_RESHAPE variable = var cyclic factor = factor)
 #define QNN_DATAFLOW QNN_PRAGMA(HLS DATAFLOW)
 #define QNN_STREAM_DEPTH(var, n) QNN_PRAGMA(HLS STREAM variable = var depth = n)
 #define QNN_BLOCK
@@ -75,15 +97,17 @@ template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
     value.set_slc(0, code.template slc<Fixed::width>(0));
     return value;
 }
-template <class T> inline T stream_read(stream<T> &s) { return s.read(); }
-template <class T> inline void stream_write(stream<T> &s, const T &value) { s.write(value); }
 
-#define QNN_PIPELINE(ii) QNN_PRAGMA(hls_pipeline_init_interval ii)
-#define QNN_UNROLL QNN_PRAGMA(hls_unroll yes)
+#define QNN_LOOP_PIPELINE(ii) QNN_PRAGMA(hls_pipeline_init_interval ii)
+#define QNN_PIPELINE(ii)
+#define QNN_FUNCTION_PIPELINE(ii)
+#define QNN_LOOP_UNROLL QNN_PRAGMA(hls_unroll yes)
+#define QNN_UNROLL
 #define QNN_INLINE
+#define QNN_LIMIT_MULTIPLIERS(n)
 #define QNN_PARTITION(var)
 #define QNN_WEIGHTS_IN_REGISTERS(var)
-#define QNN_WEIGHTS_IN_ROM(var)  // Catapult: constant arrays become ROMs by its memory mapping directives
+#define QNN_WEIGHTS_IN_ROM(var, factor)  // Catapult: ROM word width and mapping come from build_prj.tcl directives
 #define QNN_DATAFLOW
 #define QNN_STREAM_DEPTH(var, n)
 #define QNN_BLOCK QNN_PRAGMA(hls_design)
@@ -94,10 +118,16 @@ template <class T> inline void stream_write(stream<T> &s, const T &value) { s.wr
 // int_t<W, Signed>: the integer code type of W bits (ap_int/ap_uint or ac_int).
 template <int W, bool Signed> using int_t = typename int_type<W, Signed>::type;
 
-// A whole layer vector, the token of an io-stream design (one token per sample).
+// A token of an io-stream design: the values of one position (a whole vector for (F,)
+// edges, one pixel's channels for (H, W, C) edges).
 template <class T, unsigned N> struct vec {
     T data[N];
 };
+
+// Compile-time helpers for the widths the kernels derive.
+constexpr int max_of(int a, int b) { return a > b ? a : b; }
+constexpr int ceil_log2(unsigned long long n) { return n <= 1 ? 0 : 1 + ceil_log2((n + 1) / 2); }
+constexpr unsigned ceil_div(unsigned long long a, unsigned long long b) { return unsigned((a + b - 1) / b); }
 
 }  // namespace qnn
 

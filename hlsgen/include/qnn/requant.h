@@ -1,17 +1,17 @@
 // Requantization of integer codes, per channel j (the Requant op of the hardware dialect).
 //
-//   shift:          q = sat(round(x / 2^shift[j]))
-//   multiply_shift: q = sat(round((x * multiplier[j] + offset[j]) / 2^shift[j]))
-//   thresholds:     q = out_min + #{k : x >= thresholds[j][k]}   (bipolar: -1 + 2 * #{...})
-// then relu: q = max(q, 0). round is half to even (RND_CONV) or floor (TRN); a negative
-// shift multiplies by 2^-shift. Rounding is written out here once, on integers, so both
-// backends compute the same bits; no vendor cast semantics are involved.
+//   requant_shift:          q = sat(round(x / 2^shift[j]))
+//   requant_multiply_shift: q = sat(round((x * multiplier[j] + offset[j]) / 2^shift[j]))
+//   requant_thresholds:     q = out_min + code_step * #{k : x >= thresholds[j][k]}
+// then relu: q = max(q, 0). round is half to even (half_even) or floor; a negative shift
+// multiplies by 2^-shift. Rounding is written out here once, on integers, so both backends
+// compute the same bits; no vendor cast semantics are involved.
 //
-// Config C: n, input_t, output_t, wide_t (holds x * multiplier + offset and its left
-// shift), multiplier_t, threshold_t (one bit wider than input_t: a threshold above every
-// input means "never"), half_even, relu, bipolar (bools), out_min, out_max, levels
-// (thresholds per channel); multiplier_store_t, offset_store_t, threshold_store_t are the
-// plain C integer types the constant arrays are stored in.
+// Config C (the generator writes): n (channels per token), tokens (tokens per sample),
+// input_bits, input_signed, output_bits, output_signed, half_even, relu, out_min, out_max;
+// shift kernels: max_left_shift (largest -shift, or 0), multiplier_bits, offset_bits;
+// thresholds: levels, code_step (2 for bipolar outputs), threshold_rows (1: one row for all
+// channels, else n); *_store_t: plain C integer types of the constant arrays.
 #ifndef QNN_REQUANT_H
 #define QNN_REQUANT_H
 
@@ -31,60 +31,84 @@ template <class Wide> inline Wide shift_round(Wide t, int s, bool half_even) {
     return quotient;
 }
 
-template <class C, class Wide> inline typename C::output_t saturate_relu(Wide q) {
-    if (q < Wide(C::out_min)) q = Wide(C::out_min);
-    if (q > Wide(C::out_max)) q = Wide(C::out_max);
-    if (C::relu && q < 0) q = 0;
-    return typename C::output_t(q);
-}
+template <class C> struct requant_base {
+    typedef int_t<C::input_bits, C::input_signed> input_t;
+    typedef int_t<C::output_bits, C::output_signed> output_t;
+    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, ii = 1;
 
-template <class C>
-void requant_shift(const typename C::input_t x[C::n], typename C::output_t y[C::n], const int shift[C::n]) {
-    QNN_INLINE
-QNN_LABEL(channels)
-    for (unsigned j = 0; j < C::n; j++) {
-        QNN_UNROLL
-        typename C::wide_t t = x[j];
-        y[j] = saturate_relu<C>(shift_round(t, shift[j], C::half_even));
-    }
-}
-
-template <class C>
-void requant_multiply_shift(const typename C::input_t x[C::n], typename C::output_t y[C::n], const int shift[C::n],
-                            const typename C::multiplier_store_t multiplier[C::n],
-                            const typename C::offset_store_t offset[C::n]) {
-    QNN_INLINE
-QNN_LABEL(channels)
-    for (unsigned j = 0; j < C::n; j++) {
-        QNN_UNROLL
-        typename C::wide_t t = typename C::wide_t(x[j]) * typename C::multiplier_t(multiplier[j]) +
-                               typename C::wide_t(offset[j]);
-        if (C::bipolar) {
-            y[j] = (t >= 0) ? typename C::output_t(1) : typename C::output_t(-1);
-        } else {
-            y[j] = saturate_relu<C>(shift_round(t, shift[j], C::half_even));
-        }
-    }
-}
-
-template <class C>
-void requant_thresholds(const typename C::input_t x[C::n], typename C::output_t y[C::n],
-                        const typename C::threshold_store_t thresholds[C::n * C::levels]) {
-    QNN_INLINE
-QNN_LABEL(channels)
-    for (unsigned j = 0; j < C::n; j++) {
-        QNN_UNROLL
-        int count = 0;
-    QNN_LABEL(levels)
-        for (unsigned k = 0; k < C::levels; k++) {
-            QNN_UNROLL
-            count += (typename C::threshold_t(x[j]) >= typename C::threshold_t(thresholds[j * C::levels + k])) ? 1 : 0;
-        }
-        long long q = C::bipolar ? 2 * count - 1 : C::out_min + count;
+    template <class Wide> static output_t saturate_relu(Wide q) {
+        if (q < Wide(C::out_min)) q = Wide(C::out_min);
+        if (q > Wide(C::out_max)) q = Wide(C::out_max);
         if (C::relu && q < 0) q = 0;
-        y[j] = typename C::output_t(q);
+        return output_t(q);
     }
-}
+};
+
+template <class C> struct requant_shift : requant_base<C> {
+    typedef requant_base<C> base;
+    // x shifted left by up to max_left_shift, plus a sign bit
+    static const int wide_bits = C::input_bits + C::max_left_shift + 1;
+    typedef int_t<wide_bits, true> wide_t;
+
+    static void run(const typename base::input_t x[C::n], typename base::output_t y[C::n], const int shift[]) {
+        QNN_INLINE
+    QNN_LOOP_UNROLL
+    QNN_LABEL(channels)
+        for (unsigned j = 0; j < C::n; j++) {
+            QNN_UNROLL
+            y[j] = base::saturate_relu(shift_round(wide_t(x[j]), shift[j], C::half_even));
+        }
+    }
+};
+
+template <class C> struct requant_multiply_shift : requant_base<C> {
+    typedef requant_base<C> base;
+    // x * multiplier + offset, shifted left by up to max_left_shift, plus a sign bit
+    static const int wide_bits = max_of(C::input_bits + C::multiplier_bits, C::offset_bits) + 1 + C::max_left_shift + 1;
+    static_assert(wide_bits <= 128, "requantization products stay narrow");
+    typedef int_t<wide_bits, true> wide_t;
+    typedef int_t<C::multiplier_bits, true> multiplier_t;
+
+    static void run(const typename base::input_t x[C::n], typename base::output_t y[C::n], const int shift[],
+                    const typename C::multiplier_store_t multiplier[], const typename C::offset_store_t offset[]) {
+        QNN_INLINE
+    QNN_LOOP_UNROLL
+    QNN_LABEL(channels)
+        for (unsigned j = 0; j < C::n; j++) {
+            QNN_UNROLL
+            wide_t t = wide_t(x[j]) * multiplier_t((long long)multiplier[j]) + wide_t((long long)offset[j]);
+            y[j] = base::saturate_relu(shift_round(t, shift[j], C::half_even));
+        }
+    }
+};
+
+template <class C> struct requant_thresholds : requant_base<C> {
+    typedef requant_base<C> base;
+    // thresholds lie in [min, max + 1] of the input: one bit more than the input, signed
+    typedef int_t<C::input_bits + 1, true> threshold_t;
+    typedef int_t<ceil_log2(C::levels + 1) + 1, false> count_t;
+
+    static void run(const typename base::input_t x[C::n], typename base::output_t y[C::n],
+                    const typename C::threshold_store_t thresholds[]) {
+        QNN_INLINE
+    QNN_LOOP_UNROLL
+    QNN_LABEL(channels)
+        for (unsigned j = 0; j < C::n; j++) {
+            QNN_UNROLL
+            const unsigned row = C::threshold_rows == 1 ? 0 : j;
+            count_t count = 0;
+        QNN_LOOP_UNROLL
+        QNN_LABEL(levels)
+            for (unsigned k = 0; k < C::levels; k++) {
+                QNN_UNROLL
+                if (threshold_t(x[j]) >= threshold_t((long long)thresholds[row * C::levels + k])) count = count + 1;
+            }
+            long long q = C::out_min + C::code_step * (long long)count.to_int();
+            if (C::relu && q < 0) q = 0;
+            y[j] = typename base::output_t(q);
+        }
+    }
+};
 
 }  // namespace qnn
 

@@ -1,0 +1,1 @@
+"""One module per hardware-dialect op: its attributes, type rules, exact semantics and cost."""
