@@ -118,6 +118,8 @@ class Pass:
 
     name: str = ""
     description: str = ""
+    consumes: tuple[str, ...] = ()  # QONNX op types this pass folds or lowers (check-supported accepts them)
+    produces: tuple[str, ...] = ()  # hardware-dialect op types a lowering pass creates
 
     def apply(self, model: ModelWrapper, context: Context) -> bool:
         raise NotImplementedError

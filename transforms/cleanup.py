@@ -22,12 +22,17 @@ from qonnx_ir.quant import check_quantizer
 from .base import Pass
 from .graph import QUANT_OPS, attribute, constant, fresh_name, replace_node
 
-# Ops the lowering understands, beyond its own dialect. Anything else is refused up front.
-SUPPORTED_OPS = (
-    "Quant", "BipolarQuant", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "BatchNormalization",
-    "Relu", "Softmax", "Reshape", "Flatten", "Transpose", "Identity",
-    "Shape", "Gather", "Unsqueeze", "Concat", "Pow", "Sqrt", "Constant",
-)
+# Ops the preparation folds away (shape plumbing, constants) or that only move data; the
+# lowering passes add what they lower (their `consumes`). Anything else is refused up front.
+PLUMBING_OPS = ("Reshape", "Flatten", "Transpose", "Identity", "Shape", "Gather", "Unsqueeze", "Concat", "Pow",
+                "Sqrt", "Constant")
+
+
+def supported_ops() -> list[str]:
+    from .pipelines import all_passes  # the pass lists import this module
+
+    ops = [op for step in all_passes() for op in step.consumes]
+    return list(dict.fromkeys([*ops, *PLUMBING_OPS]))
 
 
 def _replace_proto(model: ModelWrapper, new: ModelWrapper) -> bool:
@@ -49,12 +54,13 @@ class CheckSupported(Pass):
 
     def apply(self, model, context):
         graph = model.graph
+        supported_list = supported_ops()
         unsupported: dict[str, list[str]] = {}
         for node in graph.node:
-            if not is_hw(node) and node.op_type not in SUPPORTED_OPS:
+            if not is_hw(node) and node.op_type not in supported_list:
                 unsupported.setdefault(node.op_type, []).append(node.name)
         if unsupported:
-            supported = f"supported: {', '.join(SUPPORTED_OPS)}"
+            supported = f"supported: {', '.join(supported_list)}"
             names = [name for nodes in unsupported.values() for name in nodes]
             if len(names) == 1:
                 raise QonnxError(f"op {next(iter(unsupported))} is not supported ({supported})", node=names[0])
@@ -161,6 +167,7 @@ class GemmToMatMulPass(Pass):
 
     name = "gemm-to-matmul"
     description = "Gemm -> [Transpose] MatMul + Add, keeping the Gemm's name"
+    consumes = ("Gemm",)
 
     def apply(self, model, context):
         gemms = model.get_nodes_by_op_type("Gemm")

@@ -28,6 +28,8 @@ from .graph import (add_constant, constant, fresh_name, quantized_constant, remo
 class LowerDense(Pass):
     name = "lower-dense"
     description = "MatMul(typed x, quantized W) [+ bias] => Dense with integer weights and sized accumulator"
+    consumes = ("MatMul", "Add")
+    produces = ("Dense",)
 
     def apply(self, model, context: Context) -> bool:
         changed = False

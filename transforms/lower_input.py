@@ -27,6 +27,8 @@ _AFFINE = ("Mul", "Add", "Sub", "Div")
 class LowerInput(Pass):
     name = "lower-input"
     description = "graph input [-> flatten -> affine] -> Quant  =>  InputQuant"
+    consumes = ("Quant", "BipolarQuant", "Mul", "Div", "Add", "Sub")
+    produces = ("InputQuant",)
 
     def apply(self, model, context: Context) -> bool:
         graph = model.graph

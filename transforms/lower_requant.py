@@ -37,6 +37,8 @@ from .graph import (QUANT_OPS, add_constant, fresh_name, quant_parameters, remov
 class LowerRequant(Pass):
     name = "lower-requant"
     description = "typed tensor -> [affine/BatchNorm] -> [Relu] -> Quant  =>  Requant (shift, thresholds or multiplier)"
+    consumes = ("Quant", "BipolarQuant", "Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu")
+    produces = ("Requant",)
 
     def apply(self, model, context: Context) -> bool:
         changed = False

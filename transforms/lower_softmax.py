@@ -63,6 +63,8 @@ def error_bound(size: int, shift: int, step_real: float, exp_bits: int, out_frac
 class LowerSoftmax(Pass):
     name = "lower-softmax"
     description = "terminal Softmax => table-based hw Softmax (or dropped with softmax='drop')"
+    consumes = ("Softmax",)
+    produces = ("Softmax",)
 
     def apply(self, model, context: Context) -> bool:
         options = context.options

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from qonnx.core.modelwrapper import ModelWrapper
 
 from .base import Context, LoweringOptions, Pass
@@ -12,24 +14,40 @@ from .lower_input import LowerInput
 from .lower_requant import LowerRequant
 from .lower_softmax import LowerSoftmax
 
-PASSES: dict[str, Pass] = {
-    p.name: p
-    for p in (
-        CheckSupported(), Cleanup(), FoldInputPlumbing(), GemmToMatMulPass(), LowerInput(),
-        LowerDense(), LowerRequant(), LowerSoftmax(), SizeAccumulators(), CheckLowered(),
-    )
-}
+# Plain lists, in the order the passes run. A new hardware op needs one entry in LOWERINGS.
+PREPARATION: list[Pass] = [CheckSupported(), GemmToMatMulPass(), Cleanup(), FoldInputPlumbing()]
+LOWERINGS: list[Pass] = [LowerInput(), LowerDense(), LowerRequant(), LowerSoftmax()]  # one per hardware op
+FINISHING: list[Pass] = [SizeAccumulators(), CheckLowered()]
 
+
+def all_passes() -> list[Pass]:
+    return [*PREPARATION, *LOWERINGS, *FINISHING]
+
+
+class _Live(Mapping):
+    """A read-only mapping computed from the lists above when it is read (a test may extend them)."""
+
+    def __init__(self, build):
+        self._build = build
+
+    def __getitem__(self, key):
+        return self._build()[key]
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __len__(self):
+        return len(self._build())
+
+
+PASSES: Mapping[str, Pass] = _Live(lambda: {p.name: p for p in all_passes()})
 # Layer lowering alternates dense and requant passes, so the pipeline repeats its
 # "fixed point" group until nothing changes.
-PIPELINES: dict[str, list[list[str]]] = {
-    "cleanup": [["check-supported", "gemm-to-matmul", "cleanup", "fold-input-plumbing"]],
-    "lower": [
-        ["check-supported", "gemm-to-matmul", "cleanup", "fold-input-plumbing", "lower-input"],
-        ["lower-dense", "lower-requant", "lower-softmax"],
-        ["size-accumulators", "check-lowered"],
-    ],
-}
+PIPELINES: Mapping[str, list[list[str]]] = _Live(lambda: {
+    "cleanup": [[p.name for p in PREPARATION]],
+    "lower": [[p.name for p in PREPARATION], [p.name for p in LOWERINGS], [p.name for p in FINISHING]],
+})
+
 
 MAX_ROUNDS = 100
 

@@ -6,7 +6,9 @@ generator then reads node attributes (and the io style from the model's metadata
 
 For every node and knob, the first that applies: the config's `layers:` entry for the node,
 the global setting (an argument, else the config's top-level key), the attribute already in
-the model (e.g. from `qonnx transform --reuse`), the op's default.
+the model (e.g. from `qonnx transform --reuse`), the op's default. A global setting is fitted
+to each layer (`HwOp.fit_knob`: a reuse factor beyond a layer's products becomes its products);
+a layer's own entry is taken as given and validated.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def apply_knobs(model: ModelWrapper, knobs: Knobs) -> bool:
                 continue
             where = f"layers.{name}.{knob}" if layer_value is not None else knob
             try:
-                wanted[knob] = op.attribute_spec(knob).check(value, name)
+                value = op.attribute_spec(knob).check(value, name)
+                wanted[knob] = value if layer_value is not None else op.fit_knob(knob, value)
             except QonnxError as error:
                 why = str(error).split(f"{knob}={value!r} ", 1)[-1]
                 raise QonnxError(f"{knobs.source}: {where} = {value!r} {why}") from None

@@ -211,6 +211,11 @@ class HwOp:
             changed = True
         return changed
 
+    def fit_knob(self, name: str, value):
+        """A knob given for every layer, fitted to this one (e.g. a reuse factor capped at the
+        layer's products); a value given for this layer alone is taken as it is and validated."""
+        return value
+
     # -- access -----------------------------------------------------------------------------
     def _port_index(self, port: str | int) -> int:
         if isinstance(port, int):

@@ -53,6 +53,9 @@ class Dense(HwOp):
         bias = self.constant("bias")
         return np.zeros(self.weight.shape[1], np.int64) if bias is None else bias
 
+    def fit_knob(self, name: str, value):
+        return min(value, int(self.weight.size)) if name == "reuse_factor" else value
+
     def infer(self) -> list[EdgeType | None]:
         x, weight_edge = self.input_edge("x"), self.input_edge("weight")
         weight = self.weight

@@ -1,10 +1,11 @@
 """The generated C++ computes exactly what the interpreter computes (contract: bit for bit).
 
-Both zoo models on all eight variants (backend x io style x reuse factor 1 or 4), and
-every model of the lowering matrix (tests/brevitas_zoo.py) on four of them chosen so that
-each model meets both backends, both io styles and both reuse factors, and each backend
-both reuse factors (`pytest --hls-full` runs all eight for the matrix too: twice the
-compile time, beyond CI's budget). 1000 inputs per project, every element compared.
+Both zoo models with reuse factors 1, 2, 3, 5, 7 and "layer size" (every layer's R = its
+number of products; most of these do not divide the layer), each R on a backend x io style,
+every pairing twice; every model of the lowering matrix (tests/brevitas_zoo.py) on four
+variants chosen so that each model meets both backends, both io styles and two reuse factors
+(`pytest --hls-full` runs all eight for the matrix too, and every R on every variant for the
+zoo: beyond CI's budget). 1000 inputs per project, every element compared.
 """
 
 from __future__ import annotations
@@ -19,12 +20,23 @@ from qonnx_ir import execute, load
 from transforms import lower
 
 SAMPLES = 1000
-VARIANTS = [(backend, io, reuse) for backend in ("vitis", "catapult") for io in ("parallel", "stream") for reuse in (1, 4)]
-COVERING = [("vitis", "parallel", 1), ("vitis", "stream", 4), ("catapult", "parallel", 4), ("catapult", "stream", 1)]
+PAIRINGS = [(backend, io) for backend in ("vitis", "catapult") for io in ("parallel", "stream")]
+VARIANTS = [(backend, io, reuse) for backend, io in PAIRINGS for reuse in (1, 4)]
+COVERING = [("vitis", "parallel", 1), ("vitis", "stream", 3), ("catapult", "parallel", 7), ("catapult", "stream", "size")]
+REUSE_FACTORS = [1, 2, 3, 5, 7, "size"]  # "size": each layer's R is its number of products
+ZOO_VARIANTS = [(*PAIRINGS[i % 4], reuse) for i, reuse in enumerate(REUSE_FACTORS + [3, "size"])]
+
+
+def _reuse_config(lowered, reuse) -> dict:
+    if reuse != "size":
+        return {"reuse_factor": reuse}
+    layers = {node.name: {"reuse_factor": int(lowered.get_initializer(node.input[1]).size)}
+              for node in lowered.graph.node if node.op_type == "Dense"}
+    return {"layers": layers}
 
 
 def _check(lowered, x, directory, backend, io, reuse):
-    project = generate(lowered, directory, backend=backend, io=io, reuse=reuse, tb_samples=4)
+    project = generate(lowered, directory, backend=backend, io=io, config=_reuse_config(lowered, reuse), tb_samples=4)
     project.compile()
     ours = [line for line in getattr(project, "compiler_warnings", "").splitlines()
             if "warning:" in line and line.startswith(str(project.path))]
@@ -45,9 +57,16 @@ def test_matrix_model_csim_equals_interpreter(config, tmp_path, request):
         _check(lowered, x, tmp_path / f"{backend}_{io}_{reuse}", backend, io, reuse)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v[0]}-{v[1]}-r{v[2]}")
+def pytest_generate_tests(metafunc):
+    if "zoo_variant" in metafunc.fixturenames:
+        full = metafunc.config.getoption("--hls-full")
+        variants = [(*p, r) for p in PAIRINGS for r in REUSE_FACTORS] if full else ZOO_VARIANTS
+        metafunc.parametrize("zoo_variant", variants, ids=[f"{v[0]}-{v[1]}-r{v[2]}" for v in variants])
+
+
 @pytest.mark.parametrize("path", [JET_TAGGER, MNIST_TFC], ids=["jet", "tfc"])
-def test_zoo_model_csim_equals_interpreter(path, variant, tmp_path):
+def test_zoo_model_csim_equals_interpreter(path, zoo_variant, tmp_path):
+    variant = zoo_variant
     lowered, _ = lower(load(path))
     shape = [d.dim_value for d in lowered.graph.input[0].type.tensor_type.shape.dim[1:]]
     rng = np.random.default_rng(3)

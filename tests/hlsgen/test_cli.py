@@ -299,7 +299,8 @@ def test_hostile_node_names_become_valid_identifiers_and_stay_exact(hostile_mode
 BAD_HLS = {
     "missing model": (["hls", "{missing}", "-o", "{out}", "--backend", "vitis"], "no such file"),
     "reuse 0": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--reuse", "0"], "--reuse"),
-    "reuse too large": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--reuse", "1000"], "MatMul_3"),
+    "reuse too large": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--config", "{config_big}"],
+                        "node 'MatMul_3': reuse_factor 1000 exceeds the 160 products of the layer"),
     "backend foo": (["hls", "{jet}", "-o", "{out}", "--backend", "foo"], "'foo'"),
     "io foo": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--io", "foo"], "'foo'"),
     "tech with vitis": (["hls", "{jet}", "-o", "{out}", "--backend", "vitis", "--tech", "nangate-45nm_beh"], "--tech"),
@@ -337,6 +338,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, catapult_proje
     argv, fragment = BAD_HLS[case]
     (tmp_path / "cfg.yaml").write_text("layers:\n  no_such_layer: {reuse_factor: 2}\n")
     (tmp_path / "key.yaml").write_text("reuse_factr: 2\n")
+    (tmp_path / "big.yaml").write_text("layers:\n  MatMul_3: {reuse_factor: 1000}\n")
     (tmp_path / "zero.yaml").write_text("layers:\n  MatMul_0: {reuse_factor: 0}\n")
     (tmp_path / "broken.yaml").write_text("layers: [a\n")
     np.save(tmp_path / "x12.npy", np.zeros((4, 12)))
@@ -345,6 +347,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, catapult_proje
     project_before = tree(catapult_project)
     values = {"missing": tmp_path / "missing.onnx", "out": tmp_path / "out", "jet": JET_TAGGER,
               "config": tmp_path / "cfg.yaml", "config_key": tmp_path / "key.yaml", "config_zero": tmp_path / "zero.yaml",
+              "config_big": tmp_path / "big.yaml",
               "config_broken": tmp_path / "broken.yaml", "x12": tmp_path / "x12.npy", "x16": tmp_path / "x16.npy",
               "root": tmp_path, "project": catapult_project}
     code, _, err = qonnx([a.format(**{k: str(v) for k, v in values.items()}) for a in argv], capsys)

@@ -71,11 +71,11 @@ template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
 #define QNN_LIMIT_MULTIPLIERS(n) QNN_PRAGMA(HLS ALLOCATION operation instances = mul limit = n)
 #define QNN_PARTITION(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
 #define QNN_WEIGHTS_IN_REGISTERS(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
-// A ROM of words of `factor` weights: one word per cycle feeds `factor` multipliers, so R reads
-// (R = the layer's reuse factor) deliver all its weights and the layer keeps II = R.
-#define QNN_WEIGHTS_IN_ROM(var, factor) \
+// A ROM of words of `per_word` weights: one word per cycle feeds `per_word` multipliers, so R
+// reads (R = the layer's reuse factor) deliver all its weights and the layer keeps II = R.
+#define QNN_WEIGHTS_IN_ROM(var, per_word) \
     QNN_PRAGMA(HLS BIND_STORAGE variable = var type = rom_1p impl = bram) \
-    QNN_PRAGMA(HLS ARRAY_RESHAPE variable = var cyclic factor = factor)
+    QNN_PRAGMA(HLS ARRAY_RESHAPE variable = var cyclic factor = per_word)
 #define QNN_DATAFLOW QNN_PRAGMA(HLS DATAFLOW)
 #define QNN_STREAM_DEPTH(var, n) QNN_PRAGMA(HLS STREAM variable = var depth = n)
 #define QNN_BLOCK
@@ -107,7 +107,7 @@ template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
 #define QNN_LIMIT_MULTIPLIERS(n)
 #define QNN_PARTITION(var)
 #define QNN_WEIGHTS_IN_REGISTERS(var)
-#define QNN_WEIGHTS_IN_ROM(var, factor)  // Catapult: ROM word width and mapping come from build_prj.tcl directives
+#define QNN_WEIGHTS_IN_ROM(var, per_word)  // Catapult: constant arrays above its memory-map threshold become ROMs
 #define QNN_DATAFLOW
 #define QNN_STREAM_DEPTH(var, n)
 #define QNN_BLOCK QNN_PRAGMA(hls_design)
