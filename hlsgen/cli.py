@@ -9,6 +9,7 @@ with `transforms.lower` and the same options as `qonnx transform`.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shlex
 import shutil
@@ -235,8 +236,8 @@ def hls_command(args) -> None:
     _check_choice(args.backend, tuple(BACKENDS), "backend")
     if args.io is not None:
         _check_choice(args.io, IO_STYLES, "io style")
-    if args.clock_ns <= 0:
-        raise QonnxError(f"--clock-ns must be positive (got {args.clock_ns:g})")
+    if not math.isfinite(args.clock_ns) or args.clock_ns <= 0:
+        raise QonnxError(f"--clock-ns must be a positive number of nanoseconds (got {args.clock_ns:g})")
     _check_target(args.backend, args.part, args.tech)
     _check_output_directory(args.output)
     config = read_config(args.config)

@@ -14,6 +14,7 @@ import ctypes
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -56,8 +57,8 @@ def generate(model, outdir, *, backend: str = "vitis", io: str | None = None, re
     CLI or a config file, and a model that already carries knobs keeps them unless told otherwise.
     """
     chosen = get_backend(backend)
-    if clock_ns <= 0:
-        raise QonnxError("--clock-ns must be positive")
+    if not math.isfinite(clock_ns) or clock_ns <= 0:
+        raise QonnxError(f"--clock-ns must be a positive number of nanoseconds (got {clock_ns:g})")
     if tb_samples < 1:
         raise QonnxError("--tb-samples must be >= 1")
     model = load(model)

@@ -23,6 +23,11 @@ def usual_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def _writable(directory: Path) -> bool:
+    """Writable, and not marked read-only (root may write anywhere; we keep to the permission bits)."""
+    return os.access(directory, os.W_OK | os.X_OK) and bool(stat.S_IMODE(directory.stat().st_mode) & 0o222)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
@@ -40,7 +45,7 @@ def writable_ancestor(path: Path) -> Path:
         raise QonnxError(f"{ancestor} is a dangling symbolic link: cannot write {path}")
     if not ancestor.is_dir():
         raise QonnxError(f"{ancestor} is not a directory: cannot write {path}")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    if not _writable(ancestor):
         raise QonnxError(f"{ancestor} is not writable: cannot write {path}")
     return ancestor
 
@@ -56,7 +61,7 @@ def check_output_file(path) -> Path:
         mode = target.stat().st_mode
         if not stat.S_ISREG(mode):
             raise QonnxError(f"{target} is {_kind(mode)}: choose a regular file as output")
-        if not os.access(target.parent, os.W_OK | os.X_OK):
+        if not _writable(target.parent):
             raise QonnxError(f"{target.parent} is not writable: cannot replace {target}")
         return target
     writable_ancestor(target)

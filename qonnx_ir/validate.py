@@ -334,8 +334,14 @@ def _check_inputs(graph, constants) -> None:
     for value in graph.output:
         if _declared_dims(value) is None:
             raise QonnxError(f"graph output '{value.name}' declares no tensor type or shape")
-    declared = {value.name: _declared_dims(value) for value in [*graph.input, *graph.value_info]}
-    for init in graph.initializer:
-        dims = declared.get(init.name)
-        if dims is not None and [d for d in dims] != list(init.dims):
-            raise QonnxError(f"constant '{init.name}' has shape {list(init.dims)} but is declared {dims}")
+    seen: dict[str, str] = {}
+    for where, values in (("graph input", graph.input), ("value_info", graph.value_info), ("graph output", graph.output)):
+        for value in values:
+            if value.name in seen and not (where == "graph output" and seen[value.name] == "value_info"):
+                raise QonnxError(f"tensor '{value.name}' is declared twice (as {seen[value.name]} and {where})")
+            seen[value.name] = where
+    shapes = {init.name: list(init.dims) for init in graph.initializer}
+    for value in [*graph.input, *graph.value_info]:
+        dims = _declared_dims(value)
+        if value.name in shapes and dims is not None and dims != shapes[value.name]:
+            raise QonnxError(f"constant '{value.name}' has shape {shapes[value.name]} but is declared {dims}")
