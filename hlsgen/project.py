@@ -89,8 +89,8 @@ def _write_project(staging: Path, model, graph: HwGraph, design: Design, chosen,
     firmware = staging / "firmware"
     (firmware / "weights").mkdir(parents=True)
     (firmware / "qnn").mkdir()
-    headers = {Path(__file__).parent / "include" / "qnn" / name
-               for name in ("portability.h", "stage.h")} | {layer.header for layer in design.layers}
+    # the whole library (its headers include one another), and the header of a kernel kept elsewhere
+    headers = set((Path(__file__).parent / "include" / "qnn").glob("*.h")) | {layer.header for layer in design.layers}
     for header in sorted(headers):
         shutil.copyfile(header, firmware / "qnn" / header.name)
     (firmware / "qnn_backend.h").write_text(f"// Selects the {chosen.name} spelling of qnn/portability.h.\n"
@@ -346,7 +346,7 @@ class Project:
         input_codes = graph.nodes[0].evaluate([x])[0]
         output = graph.outputs[0]
         out = self.predict_codes(input_codes).reshape(len(x), *graph.edge(output).shape)
-        return out if codes else out * graph.edge(output).real_scale
+        return graph.to_user_layout(output, out if codes else out * graph.edge(output).real_scale)
 
 
 __all__ = ["COMPILER", "IO_STYLES", "CompileResult", "Project", "generate"]

@@ -32,8 +32,9 @@ def execute(model: ModelWrapper | HwGraph, x: np.ndarray, *, codes: bool = False
     """Run a hardware-dialect graph on a batch x of shape (N, ...).
 
     Returns the real values of the graph output (a dict {name: values} when the graph has
-    several), or their integer codes with codes=True; return_all=True returns
-    {tensor name: codes} for every edge.
+    several), or their integer codes with codes=True, in the user's layout (an image output
+    channels first, as PyTorch gives it); return_all=True returns {tensor name: codes} for
+    every edge, as the edges hold them (channels last).
     """
     graph = hw_graph(model)
     x = np.asarray(x)
@@ -51,6 +52,7 @@ def execute(model: ModelWrapper | HwGraph, x: np.ndarray, *, codes: bool = False
         return results
     if not codes:
         results = {name: real_values(graph, name, results[name]) for name in graph.outputs}
+    results = {name: graph.to_user_layout(name, values) for name, values in results.items()}
     return results[graph.outputs[0]] if len(graph.outputs) == 1 else results
 
 

@@ -35,6 +35,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.base import CustomOp
 from qonnx.custom_op.general.quant import Quant as _QonnxQuant
 from qonnx.custom_op.general.quant import quant as _int_quant
 from qonnx.custom_op.registry import add_op_to_domain
@@ -58,6 +59,76 @@ class Quant(_QonnxQuant):
 add_op_to_domain(FLOAT64_QUANT_DOMAIN, Quant)
 
 
+class _Float64Window(CustomOp):
+    """Conv and pooling in float64 with numpy (onnxruntime runs these in float32 only), as ONNX
+    defines them: NCHW, explicit pads, strides, dilations, groups; average pools count the padding
+    (count_include_pad) as the lowering requires."""
+
+    def get_nodeattr_types(self):
+        return {"kernel_shape": ("ints", False, []), "strides": ("ints", False, []), "pads": ("ints", False, []),
+                "dilations": ("ints", False, []), "group": ("i", False, 1), "auto_pad": ("s", False, "NOTSET"),
+                "ceil_mode": ("i", False, 0), "count_include_pad": ("i", False, 0), "storage_order": ("i", False, 0)}
+
+    def make_shape_compatible_op(self, model):
+        raise NotImplementedError("only executed")
+
+    def infer_node_datatype(self, model):
+        pass
+
+    def verify_node(self):
+        pass
+
+    def _windows(self, x, kernel, pad_value):
+        rank = len(kernel)
+        strides = self.get_nodeattr("strides") or [1] * rank
+        dilations = self.get_nodeattr("dilations") or [1] * rank
+        pads = self.get_nodeattr("pads") or [0] * (2 * rank)
+        auto_pad = self.get_nodeattr("auto_pad")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            from .ops.window import same_pads
+
+            pads = same_pads(x.shape[2:], kernel, strides, dilations, upper=auto_pad == "SAME_UPPER")
+        widths = [(0, 0), (0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)]
+        x = np.pad(x, widths, constant_values=pad_value)
+        channels_last = np.moveaxis(x, 1, -1)
+        from .ops.window import patches
+
+        return patches(channels_last, kernel, strides, dilations)  # (N, *out, *kernel, C)
+
+    def execute_node(self, context, graph):
+        node = self.onnx_node
+        x = np.asarray(context[node.input[0]], dtype=np.float64)
+        kind = node.op_type
+        if kind == "Conv":
+            weight = np.asarray(context[node.input[1]], dtype=np.float64)
+            kernel = weight.shape[2:]
+            windows = self._windows(x, kernel, 0.0)
+            groups = self.get_nodeattr("group")
+            out_channels, c_group = weight.shape[0], weight.shape[1]
+            o_group = out_channels // groups
+            out = []
+            for g in range(groups):
+                part = windows[..., g * c_group:(g + 1) * c_group]  # (N, *out, *kernel, c_group)
+                w = np.moveaxis(weight[g * o_group:(g + 1) * o_group], 1, -1)  # (o, *kernel, c_group)
+                out.append(np.tensordot(part, w, axes=(list(range(-len(kernel) - 1, 0)),
+                                                       list(range(1, len(kernel) + 2)))))
+            y = np.concatenate(out, axis=-1)
+            if len(node.input) > 2 and node.input[2]:
+                y = y + np.asarray(context[node.input[2]], dtype=np.float64)
+        else:
+            kernel = tuple(self.get_nodeattr("kernel_shape")) if not kind.startswith("Global") else x.shape[2:]
+            maximum = kind in ("MaxPool", "GlobalMaxPool")
+            windows = self._windows(x, kernel, -np.inf if maximum else 0.0)
+            axes = tuple(range(-len(kernel) - 1, -1))
+            y = windows.max(axis=axes) if maximum else windows.sum(axis=axes) / float(np.prod(kernel))
+        context[node.output[0]] = np.moveaxis(y, -1, 1)
+
+
+for _name in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+    add_op_to_domain(FLOAT64_QUANT_DOMAIN, type(_name, (_Float64Window,), {}))
+
+
 def _to_float64(model: ModelWrapper) -> ModelWrapper:
     """Rewrite a cleaned-up graph in place so that every float32 tensor becomes float64."""
     graph = model.graph
@@ -70,6 +141,9 @@ def _to_float64(model: ModelWrapper) -> ModelWrapper:
             value_info.type.tensor_type.elem_type = TensorProto.DOUBLE
     for node in graph.node:
         if node.op_type == "Quant" and node.domain == "qonnx.custom_op.general":
+            node.domain = FLOAT64_QUANT_DOMAIN
+        elif node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") and \
+                node.domain in ("", "ai.onnx"):
             node.domain = FLOAT64_QUANT_DOMAIN
         for attribute in node.attribute:
             if node.op_type == "Cast" and attribute.name == "to":

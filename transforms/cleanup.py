@@ -15,7 +15,8 @@ from qonnx.transformation.general import (
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
-from qonnx_ir.dialect import DOMAIN, OPSET, HwGraph, is_hw
+from qonnx_ir.dialect import DOMAIN, OPSET, HwGraph, is_hw, read_edge_type
+from qonnx_ir.dialect.graph import LAYOUT_KEY
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import check_quantizer
 
@@ -24,8 +25,7 @@ from .graph import QUANT_OPS, attribute, constant, fresh_name, replace_node
 
 # Ops the preparation folds away (shape plumbing, constants) or that only move data; the
 # lowering passes add what they lower (their `consumes`). Anything else is refused up front.
-PLUMBING_OPS = ("Reshape", "Flatten", "Transpose", "Identity", "Shape", "Gather", "Unsqueeze", "Concat", "Pow",
-                "Sqrt", "Constant")
+PLUMBING_OPS = ("Reshape", "Transpose", "Identity", "Shape", "Gather", "Unsqueeze", "Pow", "Sqrt", "Constant")
 
 
 def supported_ops() -> list[str]:
@@ -55,9 +55,10 @@ class CheckSupported(Pass):
     def apply(self, model, context):
         graph = model.graph
         supported_list = supported_ops()
+        foldable = _foldable(model)
         unsupported: dict[str, list[str]] = {}
         for node in graph.node:
-            if not is_hw(node) and node.op_type not in supported_list:
+            if not is_hw(node) and node.op_type not in supported_list and node.name not in foldable:
                 unsupported.setdefault(node.op_type, []).append(node.name)
         if unsupported:
             supported = f"supported: {', '.join(supported_list)}"
@@ -73,7 +74,7 @@ class CheckSupported(Pass):
             raise QonnxError("the graph has no quantizer (Quant/BipolarQuant): it is a float model; quantize it with "
                              "Brevitas (or QKeras) first")
         inputs = [i for i in graph.input if model.get_initializer(i.name) is None]
-        for value in inputs + list(graph.output):
+        for value in inputs:  # outputs may be symbolic: the lowering knows every edge's static shape
             dims = value.type.tensor_type.shape.dim
             for position, dim in enumerate(dims[1:], start=1):
                 if not dim.HasField("dim_value") or dim.dim_value <= 0:
@@ -82,6 +83,20 @@ class CheckSupported(Pass):
                         "batch dimension may be dynamic; export with a fixed input shape"
                     )
         return False
+
+
+def _foldable(model: ModelWrapper) -> set[str]:
+    """Names of the standard nodes cleanup folds into constants: shape arithmetic of any op, on
+    constants or on Shape (every non-batch dimension is static)."""
+    constants = {init.name for init in model.graph.initializer}
+    folded: set[str] = set()
+    for node in model.graph.node:  # exports list nodes in topological order
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "Shape" or all(not name or name in constants for name in node.input):
+            folded.add(node.name)
+            constants.update(node.output)
+    return folded
 
 
 class Cleanup(Pass):
@@ -232,6 +247,13 @@ def _finish(model: ModelWrapper) -> bool:
     if not any(entry.domain == DOMAIN for entry in model.model.opset_import):
         model.model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET))
         changed = True
+    for output in model.graph.output:  # an image output: the user's graph gives it channels first
+        edge = read_edge_type(model, output.name)
+        key = f"{LAYOUT_KEY}:{output.name}"
+        if edge is not None and len(edge.shape) > 1 and not any(p.key == key for p in model.model.metadata_props):
+            entry = model.model.metadata_props.add()
+            entry.key, entry.value = key, "channels_first"
+            changed = True
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].dim_param:

@@ -18,11 +18,10 @@ import numpy as np
 from qonnx_ir.dialect import EdgeType, GraphView
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.dense import Dense
-from qonnx_ir.types import BIPOLAR, FixedType, Saturation, power_of_two_exponent
-
 from .base import Context, Pass
 from .graph import (add_constant, constant, fresh_name, quantized_constant, remove_dead_nodes, replace_node, set_edge,
                     single_consumer, typed)
+from .weights import add_bias, constant_or_quantized, weight_type
 
 
 class LowerDense(Pass):
@@ -58,13 +57,13 @@ class LowerDense(Pass):
             raise QonnxError("weight scale must be per tensor or per output channel", node=node.name)
         if codes.shape[0] != x.shape[0]:
             raise QonnxError(f"weights of shape {codes.shape} do not fit an input of {x.shape[0]} values", node=node.name)
-        weight_type, weight_gain = _weight_type(params, scale[0])
+        weight_type_, weight_gain = weight_type(params, scale[0])
         removed, output = [node], node.output[0]
         bias_real, bias_is_float, bias_node = None, False, single_consumer(model, node.output[0])
         if bias_node is not None and bias_node.op_type == "Add":
             other = bias_node.input[1] if bias_node.input[0] == output else bias_node.input[0]
             bias_is_float = constant(model, other) is not None
-            bias_real = _constant_or_quantized(model, other)
+            bias_real = constant_or_quantized(model, other)
             if bias_real is not None:
                 if bias_real.size not in (1, codes.shape[1]):
                     raise QonnxError(f"bias of shape {bias_real.shape} for {codes.shape[1]} outputs", node=bias_node.name)
@@ -72,50 +71,15 @@ class LowerDense(Pass):
                 removed.append(bias_node)
                 output = bias_node.output[0]
         name = node.name
-        weight_name = add_constant(model, fresh_name(model, f"{name}/weight"), codes, weight_type, weight_gain)
+        weight_name = add_constant(model, fresh_name(model, f"{name}/weight"), codes, weight_type_, weight_gain)
         inputs = [node.input[0], weight_name]
-        # the accumulator grid: lsb_x * lsb_w, gain g * gain_w (Dense.infer)
-        acc_frac = x.type.frac_bits + weight_type.frac_bits
-        acc_gain = float(x.gain[0]) * np.broadcast_to(weight_gain, (codes.shape[1],))
-        if bias_real is not None:
-            grid = np.ldexp(acc_gain, -acc_frac)
-            bias_codes = np.round(bias_real / grid)
-            if np.max(np.abs(bias_codes), initial=0) >= 2.0**62:
-                raise QonnxError(f"the bias ({np.max(np.abs(bias_real)):.3g}) is absurdly large for the accumulator "
-                                 f"grid (lsb {np.min(grid):.3g})", node=name)
-            bias_codes = bias_codes.astype(np.int64)
-            deviation = float(np.max(np.abs(bias_codes * grid - bias_real)))
-            if bias_is_float or deviation:
-                context.report.warn(name, f"float bias rounded onto the accumulator grid (lsb {np.min(grid):.3g}): "
-                                          f"max deviation {deviation:.3g}")
-            bias_type = FixedType.for_range(int(bias_codes.min()), int(bias_codes.max()), acc_frac)
-            inputs.append(add_constant(model, fresh_name(model, f"{name}/bias"), bias_codes, bias_type, acc_gain))
+        if bias_real is not None:  # on the accumulator grid: lsb_x * lsb_w, gain g * gain_w (Dense.infer)
+            acc_gain = float(x.gain[0]) * np.broadcast_to(weight_gain, (codes.shape[1],))
+            inputs.append(add_bias(model, name, bias_real, bias_is_float, x.type.frac_bits + weight_type_.frac_bits,
+                                   acc_gain, context))
         dense = Dense.make(name, inputs, [output])
         replace_node(model, node, dense, removed[1:])
         (acc,) = Dense(dense, GraphView(model)).infer()
         set_edge(model, output, acc)
-        context.report.add(name, f"{codes.shape[0]}x{codes.shape[1]} weights {weight_type}, accumulator {acc.type}")
+        context.report.add(name, f"{codes.shape[0]}x{codes.shape[1]} weights {weight_type_}, accumulator {acc.type}")
 
-
-def _weight_type(params: dict, scale: np.ndarray) -> tuple[FixedType, np.ndarray]:
-    """(type, gain per output channel) with code * lsb * gain == the real weight."""
-    if params["bipolar"]:
-        return BIPOLAR, np.asarray(scale, dtype=np.float64)
-    saturation = Saturation.SAT_SYM if params["narrow"] else Saturation.SAT
-    exponents = [power_of_two_exponent(float(s)) for s in scale]
-    if all(e is not None for e in exponents):
-        smallest = min(exponents)
-        gain = np.ldexp(1.0, np.asarray(exponents) - smallest)  # powers of two >= 1
-        return FixedType(params["bits"], params["bits"] + smallest, params["signed"], saturation=saturation), gain
-    return FixedType.integer(params["bits"], params["signed"], saturation=saturation), np.asarray(scale, np.float64)
-
-
-def _constant_or_quantized(model, tensor):
-    value = constant(model, tensor)
-    if value is not None:
-        return value
-    quantized = quantized_constant(model, tensor)
-    if quantized is None:
-        return None
-    codes, scale, _ = quantized
-    return codes * scale

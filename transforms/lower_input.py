@@ -15,7 +15,7 @@ import numpy as np
 
 from qonnx_ir.dialect import EdgeType, is_hw
 from qonnx_ir.errors import QonnxError
-from qonnx_ir.ops.input_quant import InputQuant
+from qonnx_ir.ops.input_quant import InputQuant, to_channels_last
 from qonnx_ir.types import quant_type
 
 from .base import Context, Pass
@@ -58,7 +58,7 @@ class LowerInput(Pass):
             output = node.output[0]
             origin = f"quantizer {node.name}"
             name = node.name
-        elif node is not None and node.op_type in ("MatMul", "Gemm") and node.input[0] == tensor:
+        elif node is not None and node.op_type in ("MatMul", "Gemm", "Conv") and node.input[0] == tensor:
             out_type, gain = context.options.input_type, 1.0
             output = tensor if chain else fresh_name(model, source + "_quantized")
             origin = f"no input quantizer: configured input type {out_type}"
@@ -70,12 +70,16 @@ class LowerInput(Pass):
             context.skip(stop, "the graph input reaches neither a quantizer nor a first layer through "
                                "Flatten/Identity/constant Mul/Add/Sub/Div (run fold-input-plumbing first?)")
             return False
+        # an image or a sequence (N, C, ...) not flattened first stays one: channels last inside
+        channels_first = len(in_shape) > 1 and not flattened
         new = InputQuant.make(name, [source], [output], pre_ops=[kind for kind, _ in pre_ops],
                               pre_sizes=[int(np.size(v)) for _, v in pre_ops],
-                              pre_values=[float(v) for _, values in pre_ops for v in np.ravel(values)])
+                              pre_values=[float(v) for _, values in pre_ops for v in np.ravel(values)],
+                              layout="channels_first" if channels_first else None)
         remove_nodes(model, chain)
         graph.node.insert(0, new)
-        set_edge(model, output, EdgeType(out_type, (features,), gain))
+        shape = to_channels_last(tuple(in_shape)) if channels_first else (features,)
+        set_edge(model, output, EdgeType(out_type, shape, gain))
         context.report.add(name, f"input {in_shape} -> {out_type} ({origin})")
         return True
 

@@ -20,24 +20,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from qonnx.custom_op.general.intquant import int_quant
 
 from qonnx_ir.dialect import EdgeType, GraphView, is_hw
 from qonnx_ir.errors import QonnxError
-from qonnx_ir.ops.dense import Dense
 from qonnx_ir.ops.requant import Requant
-from qonnx_ir.types import BIPOLAR, FixedType, Saturation, power_of_two_exponent, quant_type
+from qonnx_ir.limits import MAX_THRESHOLD_BITS
+from qonnx_ir.types import FixedType, Saturation, power_of_two_exponent
 
 from . import float_chain
 from .base import Context, Pass
-from .graph import (QUANT_OPS, add_constant, fresh_name, quant_parameters, remove_dead_nodes, remove_nodes, set_edge,
-                    single_consumer, typed)
+from .graph import add_constant, fresh_name, remove_dead_nodes, remove_nodes, set_edge, single_consumer, typed
+from .quantizers import TERMINATORS, terminator
 
 
 class LowerRequant(Pass):
     name = "lower-requant"
     description = "typed tensor -> [affine/BatchNorm] -> [Relu] -> Quant  =>  Requant (shift, thresholds or multiplier)"
-    consumes = ("Quant", "BipolarQuant", "Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu")
+    consumes = ("Quant", "BipolarQuant", "Trunc", "Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu")
     produces = ("Requant",)
 
     def apply(self, model, context: Context) -> bool:
@@ -67,7 +66,7 @@ def _match_chain(model, tensor: str):
         if node is None or node.op_type == "Softmax" or is_hw(node):
             at_end = node is None and tensor in [o.name for o in model.graph.output]
             return (nodes, ops, None) if (at_end or (node is not None and node.op_type == "Softmax")) else None
-        if node.op_type in QUANT_OPS and node.input[0] == tensor:
+        if node.op_type in TERMINATORS and node.input[0] == tensor:
             return nodes, ops, node
         if node.op_type not in float_chain.ELEMENTWISE:
             return None
@@ -88,24 +87,21 @@ def _lower(model, producer, tensor, chain_nodes, ops, quant_node, context):
     output = anchor.output[0]
     name = anchor.name
     low, high = source.type.min_code, source.type.max_code
-    if quant_node is not None:
-        params = quant_parameters(model, quant_node)
-        if params["scale"].size != 1:
-            raise QonnxError("activation quantizers must have one scale (per tensor)", node=quant_node.name)
-        s_out = float(params["scale"].ravel()[0])
-        out_type, out_gain = (BIPOLAR, s_out) if params["bipolar"] else quant_type(
-            params["bits"], params["signed"], params["narrow"], params["rounding"], s_out, quant_node.name)
-        quantize = _quantizer(params, s_out)
+    end = terminator(model, quant_node) if quant_node is not None else None
+    if end is not None:
+        out_type, out_gain, s_out, quantize = end.out_type, end.gain, end.step, end.quantize
     else:
         out_type, out_gain, s_out, quantize = None, 1.0, math.ldexp(1.0, -options.output_frac_bits), None
     relu_only = all(op.kind == "relu" for op in ops)
     shifts = [power_of_two_exponent(float(r)) for r in step / s_out]
+    single = end is None or end.single_rounding(step)
     inputs, attrs = [tensor], {}
-    if relu_only and all(s is not None for s in shifts) and not (out_type is not None and out_type.bipolar):
+    threshold_limit = MAX_THRESHOLD_BITS if end is not None and end.exact_only else options.threshold_max_bits
+    if relu_only and single and all(s is not None for s in shifts) and not (out_type is not None and out_type.bipolar):
         out_type = out_type or _output_type(step, np.ones(channels), np.zeros(channels), low, high, options)
         attrs = dict(mode="shift", relu=int(bool(ops) and out_type.signed), shift=_compact([-s for s in shifts]))
         note = f"shift by {sorted(set(-s for s in shifts))} to {out_type} (exact)"
-    elif quantize is not None and (out_type.bipolar or out_type.width <= options.threshold_max_bits):
+    elif quantize is not None and (out_type.bipolar or out_type.width <= threshold_limit):
         thresholds = _thresholds(model, producer, tensor, ops, quantize, out_type, step, low, high, channels)
         source = typed(model, tensor)  # negated channels may have resized the accumulator
         table_type = FixedType.for_range(source.type.min_code, source.type.max_code + 1, source.type.frac_bits)
@@ -113,6 +109,9 @@ def _lower(model, producer, tensor, chain_nodes, ops, quant_node, context):
                                    table_type))
         attrs = dict(mode="thresholds")
         note = f"{thresholds.shape[1]} thresholds per channel to {out_type} (reproduces the float64 graph exactly)"
+    elif end is not None and end.exact_only:
+        raise QonnxError(f"{quant_node.op_type} to {out_type.width} bits after this rescale has no exact lowering "
+                         f"(thresholds go up to {MAX_THRESHOLD_BITS} bits)", node=quant_node.name)
     else:
         a, b, relu = float_chain.affine(ops, channels)
         if out_type is None:
@@ -147,14 +146,6 @@ def _compact(values) -> list[int]:
 
 def _compact_rows(table: np.ndarray) -> np.ndarray:
     return table[:1] if np.all(table == table[:1]) else table
-
-
-def _quantizer(params, s_out):
-    """Real values -> output codes, exactly as qonnx's Quant/BipolarQuant computes them."""
-    if params["bipolar"]:
-        return lambda v: np.where(v >= 0, 1.0, -1.0)
-    return lambda v: np.round(int_quant(v, s_out, 0.0, np.float64(params["bits"]), params["signed"], params["narrow"],
-                                        params["rounding"]) / s_out)
 
 
 def _output_type(step, a, b, low, high, options) -> FixedType:
@@ -195,13 +186,13 @@ def _negate_channels(model, producer, flip: np.ndarray) -> None:
     accumulator's) turns negative there, so code * lsb * gain still states the true value.
     A weight type whose most negative code is used widens by a bit (its negation must fit).
     """
-    if producer.op_type != "Dense":
-        raise QonnxError("a decreasing rescale (negative factor) must follow a dense layer", node=producer.name)
-    view = GraphView(model)
-    dense = Dense(producer, view)
+    if producer.op_type not in ("Dense", "Conv"):
+        raise QonnxError("a decreasing rescale (negative factor) must follow a dense or convolution layer",
+                         node=producer.name)
+    dense = GraphView(model).op(producer)  # Dense or Conv: output channels are the weights' last axis
     weight_edge = dense.input_edge("weight")
     weight = np.array(dense.weight)
-    weight[:, flip] *= -1
+    weight[..., flip] *= -1
     weight_type = weight_edge.type
     if not weight_type.bipolar and not weight_type.contains(int(weight.min()), int(weight.max())):
         weight_type = weight_type.with_(width=weight_type.width + 1, int_bits=weight_type.int_bits + 1)
@@ -213,5 +204,5 @@ def _negate_channels(model, producer, flip: np.ndarray) -> None:
         bias[flip] *= -1
         bias_type = FixedType.for_range(int(bias.min()), int(bias.max()), bias_edge.type.frac_bits)
         add_constant(model, producer.input[2], bias, bias_type, bias_edge.channel_gain() * np.where(flip, -1.0, 1.0))
-    (acc,) = Dense(producer, GraphView(model)).infer()
+    (acc,) = GraphView(model).op(producer).infer()
     set_edge(model, producer.output[0], acc)

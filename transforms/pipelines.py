@@ -12,11 +12,18 @@ from .intervals import SizeAccumulators
 from .lower_dense import LowerDense
 from .lower_input import LowerInput
 from .lower_requant import LowerRequant
+from .lower_conv import LowerConv
+from .lower_join import LowerAdd, LowerConcat
+from .lower_pool import LowerPool
+from .lower_reshape import LowerFlatten, LowerPad, LowerUpsample
 from .lower_softmax import LowerSoftmax
 
 # Plain lists, in the order the passes run. A new hardware op needs one entry in LOWERINGS.
 PREPARATION: list[Pass] = [CheckSupported(), GemmToMatMulPass(), Cleanup(), FoldInputPlumbing()]
-LOWERINGS: list[Pass] = [LowerInput(), LowerDense(), LowerRequant(), LowerSoftmax()]  # one per hardware op
+LOWERINGS: list[Pass] = [  # one per hardware op
+    LowerInput(), LowerDense(), LowerRequant(), LowerSoftmax(), LowerConv(), LowerPool(), LowerPad(), LowerAdd(),
+    LowerConcat(), LowerFlatten(), LowerUpsample(),
+]
 FINISHING: list[Pass] = [SizeAccumulators(), CheckLowered()]
 
 

@@ -8,10 +8,15 @@ from qonnx_ir.errors import QonnxError
 from .base import ConstantArray, KernelSpec, Layer
 from .dense import DenseKernel
 from .input_quant import InputQuantKernel
+from .join import AddKernel, ConcatKernel
 from .requant import RequantKernel
 from .softmax import SoftmaxKernel
+from .spatial import ConvKernel, FlattenKernel, PadKernel, PoolKernel, UpsampleKernel
 
-KERNELS: list[KernelSpec] = [InputQuantKernel(), DenseKernel(), RequantKernel(), SoftmaxKernel()]
+KERNELS: list[KernelSpec] = [
+    InputQuantKernel(), DenseKernel(), RequantKernel(), SoftmaxKernel(), ConvKernel(), PoolKernel(), PadKernel(),
+    AddKernel(), ConcatKernel(), FlattenKernel(), UpsampleKernel(),
+]
 
 
 def kernel_for(op) -> KernelSpec:

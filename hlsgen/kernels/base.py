@@ -51,6 +51,7 @@ class Layer:
     cost: Cost = field(default_factory=Cost)
     tokens: int = 1  # stream tokens per sample of its output
     knobs: dict = field(default_factory=dict)
+    delay: int = 0  # io stream: input tokens it reads before it writes its first output token
 
 
 class KernelSpec:
@@ -75,6 +76,13 @@ class KernelSpec:
 
     def storage(self, op: HwOp, ident: str) -> list[str]:
         return []
+
+    def stream_delay(self, op: HwOp) -> int:
+        """Input tokens the stage reads before its first output (a window's fill); 0 for a map."""
+        return 0
+
+    def check_io(self, op: HwOp, io: str) -> None:
+        """Refuse (QonnxError) an io style this layer cannot be built in."""
 
 
 # -- helpers for specs -------------------------------------------------------------------

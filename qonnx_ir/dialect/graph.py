@@ -22,6 +22,9 @@ from .op import DOMAIN, OPSET, HwOp
 from . import registry
 
 
+LAYOUT_KEY = "hw_layout"
+
+
 def is_hw(node) -> bool:
     return node.domain == DOMAIN
 
@@ -121,6 +124,15 @@ class HwGraph(GraphView):
         for output in self.outputs:
             if output not in self.producers:
                 raise QonnxError(f"graph output '{output}' is produced by no node")
+
+    def channels_first(self, output: str) -> bool:
+        """True when the user's graph gives this output channels first (N, C, ...): the edge inside is
+        channels last, and the interpreter and the C simulation hand it back in the user's layout."""
+        return any(p.key == f"{LAYOUT_KEY}:{output}" and p.value == "channels_first"
+                   for p in self.model.model.metadata_props)
+
+    def to_user_layout(self, output: str, values: np.ndarray) -> np.ndarray:
+        return np.moveaxis(values, -1, 1) if self.channels_first(output) and values.ndim > 2 else values
 
     @cached_property
     def ops_by_name(self) -> dict[str, HwOp]:

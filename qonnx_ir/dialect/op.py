@@ -10,7 +10,7 @@ One class per op (in `qonnx_ir/ops/`), registered in `qonnx_ir/dialect/registry.
         def infer(self): ...      # output edge types that follow from the inputs
         def validate(self): ...   # everything else a file must satisfy
         def evaluate(self, inputs): ...   # exact integer semantics
-        def cost(self): ...       # MACs, BOPs, weights, and the hardware estimates
+        def cost(self, io="parallel"): ...       # MACs, BOPs, weights, and the hardware estimates
 
 An op instance is a view of one NodeProto in a graph (`GraphView`): `op.reuse_factor`
 reads the typed attribute, `op.input_edge("x")` the input's EdgeType, `op.constant("weight")`
@@ -146,7 +146,7 @@ class Cost(ArithmeticCost):
     act_bits: int = 0  # bits of the input activation a MAC multiplies
     n_weights: int = 0
     multipliers: int = 0  # multipliers the kernel instantiates (after sharing by the reuse factor)
-    ii: int = 1  # initiation interval the pragmas request, cycles per sample (io parallel) or per token
+    ii: int = 1  # initiation interval the pragmas request: cycles per sample (io parallel), per token (io stream)
     latency: int = 0  # cycles from the first input to the last output, as the pragmas request (estimate)
 
 
@@ -306,5 +306,5 @@ class HwOp:
         """Exact integer semantics: codes of every data input (batch first) -> codes of the outputs."""
         raise NotImplementedError
 
-    def cost(self) -> Cost:
+    def cost(self, io: str = "parallel") -> Cost:
         return Cost(act_bits=self.input_edge(0).type.width if self.inputs else 0)

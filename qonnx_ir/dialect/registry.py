@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from ..ops.add import Add
+from ..ops.concat import Concat
+from ..ops.conv import Conv
 from ..ops.dense import Dense
+from ..ops.flatten import Flatten
 from ..ops.input_quant import InputQuant
+from ..ops.pad import Pad
+from ..ops.pool import Pool
 from ..ops.requant import Requant
 from ..ops.softmax import Softmax
+from ..ops.upsample import Upsample
 
-OPS: list = [InputQuant, Dense, Requant, Softmax]
+OPS: list = [InputQuant, Dense, Requant, Softmax, Conv, Pool, Pad, Add, Concat, Flatten, Upsample]
 
 
 def op_class(op_type: str):

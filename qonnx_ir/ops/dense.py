@@ -91,7 +91,7 @@ class Dense(HwOp):
         acc += integers.as_repr(bias, acc.dtype.type if acc.dtype != object else object)
         return [acc]
 
-    def cost(self) -> Cost:
+    def cost(self, io: str = "parallel") -> Cost:
         x, weight_edge, weight = self.input_edge("x"), self.input_edge("weight"), self.weight
         n_in, n_out = weight.shape
         nonzero = int(np.count_nonzero(weight))

@@ -105,5 +105,5 @@ class InputQuant(HwOp):
             codes = np.moveaxis(codes.reshape(len(x), *self.input_shape), 1, -1)
         return [codes.reshape(len(x), *edge.shape)]
 
-    def cost(self) -> Cost:
+    def cost(self, io: str = "parallel") -> Cost:
         return Cost(act_bits=32, latency=1)  # float input: qonnx counts 32 bits

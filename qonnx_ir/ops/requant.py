@@ -104,7 +104,7 @@ class Requant(HwOp):
             codes = np.clip(codes, self.lowest, out.max_code)
         return [integers.as_repr(codes, representation)]
 
-    def cost(self) -> Cost:
+    def cost(self, io: str = "parallel") -> Cost:
         x = self.input_edge("x")
         if self.mode == "thresholds":
             latency = 1 + math.ceil(math.log2(self.levels + 1))  # comparators, then an adder tree of the results

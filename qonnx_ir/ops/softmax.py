@@ -75,7 +75,7 @@ class Softmax(HwOp):
         codes = np.minimum(codes, out.max_code)
         return [codes.astype(integers.representation(out.magnitude))]
 
-    def cost(self) -> Cost:
+    def cost(self, io: str = "parallel") -> Cost:
         x = self.input_edge("x")
         n = x.shape[0]
         # max tree, table lookups, adder tree, the divider (one bit per cycle), the multipliers

@@ -153,3 +153,29 @@ def test_mixed_graph_is_a_qonnx_error():
     model.graph.node.append(helper.make_node("Relu", ["requant1_out"], ["z"], name="relu"))
     with pytest.raises(QonnxError, match="relu"):
         layer_costs(model)
+
+
+@pytest.mark.parametrize("index", [0, 4, 9, 14, 16], ids=lambda i: __import__("cnn_zoo").MATRIX[i].id)
+def test_cnn_macs_and_bops_equal_qonnx_inference_cost(index, tmp_path):
+    """Conv (grouped, strided, dilated, 1-D and 2-D) and dense layers: ours == qonnx-inference-cost, layer by layer.
+
+    One difference is ours on purpose: a concatenation of two 4-bit branches on different grids
+    is 5-bit codes in hardware (the branches are aligned to the finer grid), and a layer reading
+    it multiplies 5-bit inputs; qonnx counts the branches' 4 bits."""
+    from cnn_zoo import MATRIX, export_cnn_file, make_cnn
+    from transforms import lower
+
+    config = MATRIX[index]
+    path = export_cnn_file(make_cnn(config), config, tmp_path / "cnn.onnx")
+    reference = _qonnx_reference(path)
+    lowered, _ = lower(load(path))
+    rows = [r for r in layer_costs(lowered) if r.op in ("Conv", "Dense")]
+    per_node = reference["node_cost"] if "node_cost" in reference else reference
+    qonnx_macs = [sum(v for k, v in cost.items() if k.startswith("op_mac_")) for cost in per_node.values()
+                  if any(k.startswith("op_mac_") for k in cost)]
+    assert [r.macs for r in rows] == [int(m) for m in qonnx_macs]
+    if config.join == "concat":
+        assert sum(r.bops for r in rows) > int(reference["total_cost"]["total_bops"])
+    else:
+        assert sum(r.bops for r in rows) == int(reference["total_cost"]["total_bops"])
+    assert sum(r.weight_memory_bits for r in rows) == int(reference["total_cost"]["total_mem_w_bits"])

@@ -21,5 +21,5 @@ class Negate(HwOp):
     def evaluate(self, inputs):
         return [-np.asarray(inputs[0])]
 
-    def cost(self):
+    def cost(self, io="parallel"):
         return Cost(act_bits=self.input_edge("x").type.width, latency=1)

@@ -87,6 +87,29 @@ ceil(log2 n_in), R cycles of sharing; thresholds: comparators and a count).
 Total, as requested: a new sample every **{interval}** cycle{'s' if interval > 1 else ''}, about **{latency}**
 cycles ({latency * spec.clock_ns:g} ns at {spec.clock_ns:g} ns) from input to output. The vendor's
 synthesis report gives the achieved numbers.
+{_fifo_section(spec)}"""
+
+
+def _fifo_section(spec) -> str:
+    """io stream: the streams deeper than the usual 2 slots, and why."""
+    from hlsgen.firmware import fifo_depths
+
+    if spec.io != "stream":
+        return ""
+    deep = fifo_depths(spec.design)
+    if not deep:
+        return "\nEvery stream between two stages holds 2 tokens: no branch waits for another.\n"
+    rows = "\n".join(f"| `{stream}` | depth {depth} | {reason} |" for stream, (depth, reason) in
+                     sorted((spec.design.reader_stream(edge, ident), value) for (edge, ident), value in deep.items()))
+    return f"""
+## FIFO depths
+
+Streams hold 2 tokens, except where a branch reaches a join before the other one: there the
+early branch's stream holds the difference, or the fork that feeds both would stall.
+
+| stream | depth | why |
+|--------|-------|-----|
+{rows}
 """
 
 

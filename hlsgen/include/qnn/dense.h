@@ -21,6 +21,7 @@
 #define QNN_DENSE_H
 
 #include "portability.h"
+#include "stage.h"
 
 namespace qnn {
 
@@ -47,12 +48,12 @@ template <bool InputBipolar, bool WeightBipolar> struct product_policy { typedef
 template <bool InputBipolar> struct product_policy<InputBipolar, true> { typedef sign_select type; };
 template <> struct product_policy<true, true> { typedef xnor type; };
 
-template <class C> struct dense {
+template <class C> struct dense : map_kernel<dense<C> > {
     typedef int_t<C::input_bits, C::input_signed> input_t;
     typedef int_t<C::weight_bits, C::weight_signed> weight_t;
     typedef int_t<C::accum_bits, C::accum_signed> output_t;
     typedef typename product_policy<C::input_bipolar, C::weight_bipolar>::type product;
-    static const unsigned in_size = C::n_in, out_size = C::n_out, tokens = 1, ii = C::reuse_factor;
+    static const unsigned in_size = C::n_in, out_size = C::n_out, tokens = 1, steps = 1, ii = C::reuse_factor;
     static const unsigned multiplier_limit = ceil_div(C::nonzero_weights, C::reuse_factor);
     static_assert(C::reuse_factor >= 1 && C::reuse_factor <= C::n_in * C::n_out,
                   "the reuse factor is between 1 and the layer's number of products");

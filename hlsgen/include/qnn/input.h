@@ -8,13 +8,14 @@
 #define QNN_INPUT_H
 
 #include "portability.h"
+#include "stage.h"
 
 namespace qnn {
 
-template <class C> struct input_codes {
+template <class C> struct input_codes : map_kernel<input_codes<C> > {
     typedef typename C::port_t input_t;
     typedef int_t<C::output_bits, C::output_signed> output_t;
-    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, ii = 1;
+    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, steps = C::tokens, ii = 1;
 
     static void run(const input_t x[C::n], output_t y[C::n]) {
         QNN_INLINE

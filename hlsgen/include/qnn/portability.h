@@ -70,6 +70,7 @@ template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
 #define QNN_INLINE QNN_PRAGMA(HLS INLINE)
 #define QNN_LIMIT_MULTIPLIERS(n) QNN_PRAGMA(HLS ALLOCATION operation instances = mul limit = n)
 #define QNN_PARTITION(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
+#define QNN_PARTITION_DIM(var, d) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete dim = d)
 #define QNN_WEIGHTS_IN_REGISTERS(var) QNN_PRAGMA(HLS ARRAY_PARTITION variable = var complete)
 // A ROM of words of `per_word` weights: one word per cycle feeds `per_word` multipliers, so R
 // reads (R = the layer's reuse factor) deliver all its weights and the layer keeps II = R.
@@ -106,6 +107,7 @@ template <class Fixed, class Code> inline Fixed from_code(const Code &code) {
 #define QNN_INLINE
 #define QNN_LIMIT_MULTIPLIERS(n)
 #define QNN_PARTITION(var)
+#define QNN_PARTITION_DIM(var, d)
 #define QNN_WEIGHTS_IN_REGISTERS(var)
 #define QNN_WEIGHTS_IN_ROM(var, per_word)  // Catapult: constant arrays above its memory-map threshold become ROMs
 #define QNN_DATAFLOW

@@ -16,6 +16,7 @@
 #define QNN_REQUANT_H
 
 #include "portability.h"
+#include "stage.h"
 
 namespace qnn {
 
@@ -31,10 +32,10 @@ template <class Wide> inline Wide shift_round(Wide t, int s, bool half_even) {
     return quotient;
 }
 
-template <class C> struct requant_base {
+template <class C, class K> struct requant_base : map_kernel<K> {
     typedef int_t<C::input_bits, C::input_signed> input_t;
     typedef int_t<C::output_bits, C::output_signed> output_t;
-    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, ii = 1;
+    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, steps = C::tokens, ii = 1;
 
     template <class Wide> static output_t saturate_relu(Wide q) {
         if (q < Wide(C::out_min)) q = Wide(C::out_min);
@@ -44,8 +45,8 @@ template <class C> struct requant_base {
     }
 };
 
-template <class C> struct requant_shift : requant_base<C> {
-    typedef requant_base<C> base;
+template <class C> struct requant_shift : requant_base<C, requant_shift<C> > {
+    typedef requant_base<C, requant_shift<C> > base;
     // x shifted left by up to max_left_shift, plus a sign bit
     static const int wide_bits = C::input_bits + C::max_left_shift + 1;
     typedef int_t<wide_bits, true> wide_t;
@@ -61,8 +62,8 @@ template <class C> struct requant_shift : requant_base<C> {
     }
 };
 
-template <class C> struct requant_multiply_shift : requant_base<C> {
-    typedef requant_base<C> base;
+template <class C> struct requant_multiply_shift : requant_base<C, requant_multiply_shift<C> > {
+    typedef requant_base<C, requant_multiply_shift<C> > base;
     // x * multiplier + offset, shifted left by up to max_left_shift, plus a sign bit
     static const int wide_bits = max_of(C::input_bits + C::multiplier_bits, C::offset_bits) + 1 + C::max_left_shift + 1;
     static_assert(wide_bits <= 128, "requantization products stay narrow");
@@ -82,8 +83,8 @@ template <class C> struct requant_multiply_shift : requant_base<C> {
     }
 };
 
-template <class C> struct requant_thresholds : requant_base<C> {
-    typedef requant_base<C> base;
+template <class C> struct requant_thresholds : requant_base<C, requant_thresholds<C> > {
+    typedef requant_base<C, requant_thresholds<C> > base;
     // thresholds lie in [min, max + 1] of the input: one bit more than the input, signed
     typedef int_t<C::input_bits + 1, true> threshold_t;
     typedef int_t<ceil_log2(C::levels + 1) + 1, false> count_t;

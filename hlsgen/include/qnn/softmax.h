@@ -12,13 +12,14 @@
 #define QNN_SOFTMAX_H
 
 #include "portability.h"
+#include "stage.h"
 
 namespace qnn {
 
-template <class C> struct softmax_table {
+template <class C> struct softmax_table : map_kernel<softmax_table<C> > {
     typedef int_t<C::input_bits, C::input_signed> input_t;
     typedef int_t<C::output_bits, false> output_t;
-    static const unsigned in_size = C::n, out_size = C::n, tokens = 1, ii = 1;
+    static const unsigned in_size = C::n, out_size = C::n, tokens = 1, steps = 1, ii = 1;
 
     static const int reciprocal_shift = C::exp_bits + C::out_frac + C::guard_bits;  // K
     static const int drop = reciprocal_shift - C::out_frac;                        // K - out_frac >= 1

@@ -1,20 +1,26 @@
-// The generic ways a kernel becomes part of a design, written once for every kernel.
+// How a kernel becomes part of a design, written once for every kernel.
 //
-// A map kernel K computes one output token from one input token:
-//     K::input_t, K::output_t          element types of the tokens
-//     K::in_size, K::out_size          elements per token
-//     K::tokens                        tokens per sample (1 for a vector; H*W for an image)
-//     K::ii                            initiation interval K asks for, cycles per token
+// Every kernel K (a struct templated on its config) offers two entry points:
+//     K::array(inputs..., output, constants...)          io parallel: a whole sample in arrays
+//     K::step(state, input streams..., output stream, constants...)
+//                                                        io stream: one iteration of its stage
+// and K::steps, the iterations of its stage per sample, and K::state, what the stage keeps
+// between iterations (line buffers, counters; empty for most kernels). The generated firmware
+// wraps step in a loop of K::steps iterations pipelined at the layer's II, one stage per layer.
+//
+// A map kernel computes one output token from one input token, the same way for each of
+// K::tokens tokens (a vector is one token, an image one token per pixel); it provides
+//     K::input_t, K::output_t, K::in_size, K::out_size, K::tokens, K::ii and
 //     static void run(const input_t x[in_size], output_t y[out_size], constants...)
-//
-// map_array runs it over a whole sample held in arrays (io parallel); map_token handles one
-// token of a stream (io stream).
+// and inherits array and step from map_kernel<K>.
 #ifndef QNN_STAGE_H
 #define QNN_STAGE_H
 
 #include "portability.h"
 
 namespace qnn {
+
+struct no_state {};
 
 template <class K, class... Constants>
 void map_array(const typename K::input_t x[K::tokens * K::in_size], typename K::output_t y[K::tokens * K::out_size],
@@ -28,9 +34,6 @@ QNN_LABEL(tokens)
     }
 }
 
-// One token of an io-stream stage: read it, compute, write. The generated firmware wraps it
-// in each layer's stage function, a loop over K::tokens pipelined at the layer's II (the II
-// is written there as a literal: Catapult's pipeline pragma takes no expressions).
 template <class K, class... Constants>
 inline void map_token(stream<vec<typename K::input_t, K::in_size> > &in,
                       stream<vec<typename K::output_t, K::out_size> > &out, const Constants &... constants) {
@@ -39,6 +42,22 @@ inline void map_token(stream<vec<typename K::input_t, K::in_size> > &in,
     K::run(x.data, y.data, constants...);
     out.write(y);
 }
+
+template <class K> struct map_kernel {
+    typedef no_state state;
+
+    template <class X, class Y, class... Constants>
+    static void array(const X x[], Y y[], const Constants &... constants) {
+        QNN_INLINE
+        map_array<K>(x, y, constants...);
+    }
+
+    template <class In, class Out, class... Constants>
+    static void step(state &, In &in, Out &out, const Constants &... constants) {
+        QNN_INLINE
+        map_token<K>(in, out, constants...);
+    }
+};
 
 // Fan-out in io stream: every token of `in` goes to both outputs (a stream has one reader).
 QNN_BLOCK
