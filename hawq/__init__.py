@@ -6,6 +6,9 @@
     qmodel = apply_bits(model, bits, calibration=x)          # Brevitas, power-of-two scales
     train_qat(qmodel, (x, y), (x_val, y_val))
 
+Quantizable layers are nn.Linear, nn.Conv1d and nn.Conv2d; a CNN's layer shapes need its input
+size, `layer_shapes(model, (1, 1, 8, 8))` (a convolution's MACs count its output positions).
+
 Imports are lazy: torch and brevitas load only when a function that needs them is used.
 """
 

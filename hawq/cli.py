@@ -6,7 +6,10 @@ file is JSON, written by `qonnx hawq sensitivity` (or by hand, or by a training 
     {
       "layers": [
         {"name": "fc1",                 qualified module name (hawq.layers), forward order
-         "in_features": 16, "out_features": 64,
+         "in_features": 16, "out_features": 64,     features (channels for a convolution)
+         "kernel": [3, 3], "groups": 1, "out_positions": 36,
+                                        optional (default [], 1, 1): a convolution's kernel, groups
+                                        and output positions per sample (MACs = weights x positions)
          "trace": 12.5,                 mean Hessian trace of the layer's weights, Tr(H)/n (optional here)
          "std_error": 0.4,              standard error of that estimate (optional here)
          "sensitivity": {"2": 3.1e-2, "3": 7.7e-3, ..., "8": 1.9e-6},
@@ -17,9 +20,10 @@ file is JSON, written by `qonnx hawq sensitivity` (or by hand, or by a training 
       "meta": {...}                     free-form: model, data, estimator settings
     }
 
-`allocate` needs name, in_features, out_features and sensitivity; the other fields are
-carried for the record. `sensitivity` is implemented in `hawq.sensitivity_cli` (see
-`register_sensitivity`), imported only when that subcommand runs.
+`allocate` needs name, in_features, out_features and sensitivity (and a convolution's kernel,
+groups and out_positions); the other fields ("kind", "macs", ...) are carried for the record.
+`sensitivity` is implemented in `hawq.sensitivity_cli` (see `register_sensitivity`), imported
+only when that subcommand runs.
 """
 
 from __future__ import annotations
@@ -165,12 +169,14 @@ def allocate_command(args) -> int:
 def format_allocation(config, layers: list[LayerShape]) -> str:
     per_layer = config.layer_costs(layers)
     sensitivity = config.meta.get("layer_sensitivity", {})
-    header = ("layer", "in", "out", "w bits", "a bits", "sensitivity", "BOPs", "weight bits")
-    rows = [(l.name, str(l.in_features), str(l.out_features), str(config.weights[l.name]),
-             str(config.activations[l.name]), f"{sensitivity.get(l.name, float('nan')):.4g}",
-             f"{per_layer['bops'][l.name]:,}", f"{per_layer['weight_bits'][l.name]:,}") for l in layers]
-    rows.append(("total", "", "", "", "", f"{config.meta.get('objective', float('nan')):.4g}",
-                 f"{sum(per_layer['bops'].values()):,}", f"{sum(per_layer['weight_bits'].values()):,}"))
+    header = ("layer", "in", "out", "kernel", "MACs", "w bits", "a bits", "sensitivity", "BOPs", "weight bits")
+    rows = [(l.name, str(l.in_features), str(l.out_features), "x".join(map(str, l.kernel)) or "-", f"{l.macs:,}",
+             str(config.weights[l.name]), str(config.activations[l.name]),
+             f"{sensitivity.get(l.name, float('nan')):.4g}", f"{per_layer['bops'][l.name]:,}",
+             f"{per_layer['weight_bits'][l.name]:,}") for l in layers]
+    rows.append(("total", "", "", "", f"{sum(l.macs for l in layers):,}", "", "",
+                 f"{config.meta.get('objective', float('nan')):.4g}", f"{sum(per_layer['bops'].values()):,}",
+                 f"{sum(per_layer['weight_bits'].values()):,}"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
@@ -209,13 +215,20 @@ def read_traces(path) -> tuple[list[LayerShape], dict, dict | None, dict]:
         where = f"{source}: layer {name}"
         if name in sensitivities:
             raise QonnxError(f"{where} appears twice")
-        shape = []
-        for key in ("in_features", "out_features"):
-            value = entry.get(key)
+        shape = {}
+        for key, default in (("in_features", None), ("out_features", None), ("groups", 1), ("out_positions", 1)):
+            value = entry.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise QonnxError(f"{where}: '{key}' must be a positive integer, not {value!r}")
-            shape.append(value)
-        layers.append(LayerShape(name, *shape))
+            shape[key] = value
+        kernel = entry.get("kernel", [])
+        if (not isinstance(kernel, list) or len(kernel) > 2
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in kernel)):
+            raise QonnxError(f"{where}: 'kernel' must be a list of at most 2 positive integers, not {kernel!r}")
+        try:
+            layers.append(LayerShape(name, kernel=tuple(kernel), **shape))
+        except QonnxError as error:
+            raise QonnxError(f"{source}: {error}") from None
         sensitivities[name] = _read_table(entry.get("sensitivity"), f"{where}: 'sensitivity'", required=True)
         if entry.get("act_sensitivity") is not None:
             act_sensitivities[name] = _read_table(entry["act_sensitivity"], f"{where}: 'act_sensitivity'")

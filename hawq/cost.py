@@ -10,6 +10,9 @@ The two built-in models count exactly what `qonnx info` (qonnx_ir.cost, after qo
 
     bops         MACs x weight bits x input activation bits
     weight_bits  weights x weight bits  (biases are not counted, as qonnx does not count them)
+
+MACs and weights are `hawq.layers.LayerShape`'s: a convolution does H_out * W_out * K_h * K_w *
+C_in * C_out / groups MACs per sample (every weight once per output position), a Linear in * out.
 """
 
 from __future__ import annotations

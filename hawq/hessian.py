@@ -8,10 +8,10 @@ batch sizes n_b, the loss is
     L(w) = (1/N) * sum_b n_b * loss_fn(model(x_b), y_b)
 
 which is the mean loss over the whole data when `loss_fn` averages over its batch (PyTorch's
-default reduction='mean'). For every quantizable layer l (`hawq.layers`: each nn.Linear, by
-qualified name) with weight W_l of n_l entries, H_l = d^2 L / dW_l^2 is the n_l x n_l diagonal
-block of the Hessian that belongs to that weight alone: biases and all other layers are held
-fixed (HAWQ's block-diagonal approximation). The model is evaluated in eval mode (dropout off,
+default reduction='mean'). For every quantizable layer l (`hawq.layers`: each nn.Linear,
+nn.Conv1d and nn.Conv2d, by qualified name) with weight W_l of n_l entries, H_l = d^2 L / dW_l^2
+is the n_l x n_l diagonal block of the Hessian that belongs to that weight alone: biases and all
+other layers are held fixed (HAWQ's block-diagonal approximation). The model is evaluated in eval mode (dropout off,
 batch norm on its running statistics, so the samples do not interact), as PyHessian does.
 
 Hutchinson's estimator
@@ -65,18 +65,26 @@ boundaries, so `probes` is a multiple of `batch_probes` unless capped by `max_pr
 rel_tol=0 never stops early (exactly `max_probes` probes). (An exactly zero block has
 std_error 0 and trace 0, which counts as converged.)
 
-Fast path: piecewise-linear MLPs
---------------------------------
-For an `nn.Sequential` of Linear / ReLU / Identity / Dropout / Flatten (the model is in eval
-mode) under cross-entropy or mean squared error (batch mean), the output is piecewise linear
-in any single layer's weight W_l, so the second derivative of the output with respect to W_l
-vanishes almost everywhere and the block is exactly H_l = J_l^T H_out J_l. A probe then needs
-no double backward: u = J_l v_l is a forward-mode product from layer l onwards (the input of
-layer l times v_l^T, through the later layers' weights and ReLU masks), and v_l^T H_l v_l =
-mean_n [sum_c p_c u_c^2 - (sum_c p_c u_c)^2] (cross-entropy, p = softmax) or
-2/C mean_n |u|^2 (MSE over C outputs). Same probes, same samples as the general path up to
-float rounding; `method="hvp"` forces the general path, `method="auto"` (default) picks this
-one whenever it applies.
+Fast path: piecewise-linear networks (MLPs and CNNs)
+---------------------------------------------------
+For an `nn.Sequential` (nested Sequentials are flattened) of Linear / Conv1d / Conv2d / ReLU /
+MaxPool1d / MaxPool2d / AvgPool1d / AvgPool2d / AdaptiveAvgPool1d / AdaptiveAvgPool2d /
+BatchNorm1d / BatchNorm2d (with running statistics) / Flatten / Identity / Dropout, exact types
+(a subclass such as Brevitas' QuantConv2d may not be piecewise linear), under cross-entropy
+(class indices or probabilities, no class weights, no label smoothing) or mean squared error,
+both with reduction="mean": in eval mode every module is linear or piecewise linear (BatchNorm
+on its running statistics is an affine map per channel, a max pool selects one input per
+window), so the output is piecewise linear in any single layer's weight W_l, its second
+derivative with respect to W_l vanishes almost everywhere, and the block is exactly
+H_l = J_l^T H_out J_l. A probe then needs no double backward: u = J_l v_l is a forward-mode
+product from layer l onwards (layer l's linear map with weight v_l and no bias, applied to its
+input; then each later module's derivative: weights without biases, ReLU masks, the max pool's
+selected positions, BatchNorm's per-channel factor, the linear pools and reshapes as they
+are), and v_l^T H_l v_l = mean_m w_m [sum_c p_c u_c^2 - (sum_c p_c u_c)^2] (cross-entropy, p =
+softmax over the classes at each of the M = N x positions outputs, w_m the sum of the target
+probabilities, 1 for class indices) or 2/D mean_n |u_n|^2 (MSE over D outputs per sample).
+Same probes, same samples as the general path up to float rounding; `method="hvp"` forces the
+general path, `method="auto"` (default) picks this one whenever it applies.
 
 Top eigenvalue
 --------------
@@ -146,9 +154,9 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
     batch_probes: probes per batched backward pass. seed: the probes are a function of (seed,
     layer name). device: where to compute (default: the model's; a different one works on a
     copy). progress: a tqdm bar per probe batch with the largest current relative error.
-    method: "auto" (the exact Gauss-Newton fast path when the model is a piecewise-linear MLP
-    under cross-entropy or MSE, see the module docstring), "hvp" (always Hessian-vector
-    products) or "gauss-newton" (an error if it does not apply).
+    method: "auto" (the exact Gauss-Newton fast path when the model is a piecewise-linear
+    nn.Sequential MLP or CNN under cross-entropy or MSE, see the module docstring), "hvp"
+    (always Hessian-vector products) or "gauss-newton" (an error if it does not apply).
 
     The model's weights, train/eval modes, requires_grad flags and .grad are left as they were.
     Returns layer name -> TraceEstimate, in forward order.
@@ -166,8 +174,7 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
         batches = _Batches(data, device)
         chain = None if method == "hvp" else _piecewise_linear_chain(work, loss_fn)
         if method == "gauss-newton" and chain is None:
-            raise QonnxError("hessian_traces: method='gauss-newton' needs an nn.Sequential of Linear/ReLU/Identity/"
-                             "Dropout/Flatten under CrossEntropyLoss or MSELoss (mean)")
+            raise QonnxError(f"hessian_traces: method='gauss-newton' needs {CHAIN_TEXT}")
         forward_cache = None
         if chain is not None:
             modules, kind = chain
@@ -220,50 +227,55 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
 
 
 def exact_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[str] | None = None,
-                 device=None) -> dict[str, TraceEstimate]:
-    """Tr(H_l) exactly, no probes, for piecewise-linear MLPs under cross-entropy or MSE (batch mean).
+                 device=None, progress: bool = True) -> dict[str, TraceEstimate]:
+    """Tr(H_l) exactly, no probes, for the piecewise-linear networks of the fast path (module docstring).
 
-    There H_l = mean_n J_n^T A_n J_n with J_n = D_n (x) h_n^T (D_n: output Jacobian of layer l's
-    pre-activation, h_n: its input), so Tr(H_l) = mean_n ||h_n||^2 ||B_n^T D_n||_F^2 with
-    A_n = B_n B_n^T (cross-entropy: B = diag(sqrt p) - p sqrt(p)^T; MSE: sqrt(2/C) I). The C
-    columns of B_n are back-propagated once, through every layer at the same time: C backward
-    passes give every layer's exact trace (std_error 0, probes = C).
+    There H_l = (1/M) sum_m J_m^T A_m J_m over the M loss terms (samples, times output
+    positions for a cross-entropy over an image), with A_m = B_m B_m^T (cross-entropy:
+    B = diag(sqrt p) - p sqrt(p)^T, scaled by sqrt of the target mass; MSE over D outputs:
+    sqrt(2/D) I). So Tr(H_l) = (1/M) sum_m ||J_m^T B_m||_F^2, and each column of J_m^T B_m is
+    the per-sample gradient of b^T z with respect to W_l: the directions b are back-propagated
+    (in float64, batched) to every requested layer's output at once, giving its per-sample
+    output gradient D; the per-sample weight gradient is then D h^T for a Linear on (N, F)
+    (squared norm |D|^2 |h|^2), and sum over positions of D_p patch_p^T for a convolution
+    (im2col patches of its input, per group). One backward per direction serves every layer:
+    C directions for C logits (std_error 0, probes = the number of directions).
     """
     with _session(model, layers, device, "exact_traces") as (work, names, weights, device):
         chain = _piecewise_linear_chain(work, loss_fn)
         if chain is None:
-            raise QonnxError("exact_traces needs an nn.Sequential of Linear/ReLU/Identity/Dropout/Flatten under "
-                             "CrossEntropyLoss or MSELoss (mean); use hessian_traces for other models")
+            raise QonnxError(f"exact_traces needs {CHAIN_TEXT}; use hessian_traces for other models")
         modules, kind = chain
-        wanted = {next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w): i
-                  for i, w in enumerate(weights)}
+        positions = {next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w): i
+                     for i, w in enumerate(weights)}
+        exact = copy.deepcopy(torch.nn.ModuleList(modules)).double()  # float64: exact up to rounding
         sums = torch.zeros(len(weights), dtype=torch.float64)
         total, directions = 0, 0
-        for x, y, n in _Batches(data, device).raw():
-            inputs, p = _chain_forward(modules, kind, loss_fn, x, y)
-            with torch.no_grad():
-                outputs = modules[-1](inputs[-1]).flatten(1).double() if modules else x
-                classes = outputs.shape[1]
-                if kind == "ce":
-                    root = p.sqrt()
-                    # delta[c, n, :] = column c of B_n = e_c sqrt(p_c) - p sqrt(p_c)
-                    delta = torch.diag_embed(root).permute(1, 0, 2) - root.T[:, :, None] * p[None, :, :]
-                else:
-                    delta = math.sqrt(2.0 / classes) * torch.eye(classes, dtype=torch.float64)[:, None, :].expand(
-                        classes, n, classes)
-                for j in range(len(modules) - 1, -1, -1):
-                    module = modules[j]
-                    if type(module) is torch.nn.Linear:
-                        if j in wanted:
-                            h = inputs[j].flatten(1).double()
-                            sums[wanted[j]] += ((delta ** 2).sum((0, 2)) * (h ** 2).sum(1)).sum()
-                        delta = delta @ module.weight.double()
-                    elif type(module) is torch.nn.ReLU:
-                        delta = delta * (inputs[j].flatten(1) > 0)
-                    elif type(module) is torch.nn.Flatten:
-                        delta = delta.reshape(delta.shape[0], *inputs[j].shape)
-            total += n
-            directions = classes
+        bar = tqdm(desc="exact Hessian traces", unit="direction", disable=not progress)
+        try:
+            for x, y, n in _Batches(data, device).raw():
+                x = x.double() if x.is_floating_point() else x
+                inputs, outputs, z = [], {}, x
+                for j, module in enumerate(exact):
+                    inputs.append(z)
+                    z = module(z)
+                    if j in positions:
+                        outputs[j] = z
+                target = y.double() if y.is_floating_point() else y
+                factor = _OutputFactor(kind, loss_fn, z.detach(), target)
+                directions = factor.directions
+                sizes = [z[0].numel()] + [weights[i].numel() for i in positions.values()]
+                chunk = _direction_chunk(directions, n, sizes)
+                for first in range(0, directions, chunk):
+                    grad_outputs = factor.block(first, min(first + chunk, directions))
+                    deltas = _batched_vjp(z, [outputs[j] for j in positions], grad_outputs)
+                    for (j, i), delta in zip(positions.items(), deltas):
+                        sums[i] += n / factor.count * _per_sample_squared_norms(exact[j], inputs[j].detach(),
+                                                                                delta).cpu()
+                    bar.update(len(grad_outputs))
+                total += n
+        finally:
+            bar.close()
         return {name: TraceEstimate(float(sums[i] / total), 0.0, directions, weights[i].numel())
                 for i, name in enumerate(names)}
 
@@ -376,7 +388,36 @@ def _block_hvp(grad, weight: torch.Tensor, vectors: torch.Tensor) -> torch.Tenso
     return torch.zeros_like(vectors) if hv is None else hv
 
 
-_CHAIN_MODULES = (torch.nn.Linear, torch.nn.ReLU, torch.nn.Identity, torch.nn.Dropout, torch.nn.Flatten)
+_CHAIN_MODULES = (
+    torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool1d, torch.nn.MaxPool2d,
+    torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool2d,
+    torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.Flatten, torch.nn.Identity, torch.nn.Dropout)
+CHAIN_TEXT = ("an nn.Sequential of Linear/Conv1d/Conv2d/ReLU/MaxPool/AvgPool/AdaptiveAvgPool/BatchNorm/Flatten/"
+              "Identity/Dropout under CrossEntropyLoss or MSELoss (mean)")
+_MAX_POOLS = (torch.nn.MaxPool1d, torch.nn.MaxPool2d)
+_CONVS = (torch.nn.Conv1d, torch.nn.Conv2d)
+
+
+def _chain_modules(model) -> list | None:
+    """The leaves of a (nested) nn.Sequential of chain modules, in order, else None."""
+    if type(model) is not torch.nn.Sequential:
+        return None
+    modules = []
+    for module in model:
+        if type(module) is torch.nn.Sequential:
+            inner = _chain_modules(module)
+            if inner is None:
+                return None
+            modules += inner
+        elif type(module) not in _CHAIN_MODULES:
+            return None
+        elif isinstance(module, _MAX_POOLS) and module.return_indices:
+            return None  # a tuple output
+        elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_var is None:
+            return None  # batch statistics even in eval mode: the samples interact
+        else:
+            modules.append(module)
+    return modules
 
 
 def _piecewise_linear_chain(model, loss_fn):
@@ -384,51 +425,190 @@ def _piecewise_linear_chain(model, loss_fn):
 
     Exact module types only: a subclass (e.g. Brevitas' QuantLinear) may not be piecewise linear.
     """
-    if type(model) is not torch.nn.Sequential or not all(type(m) in _CHAIN_MODULES for m in model):
+    modules = _chain_modules(model)
+    if modules is None:
         return None
     if (type(loss_fn) is torch.nn.CrossEntropyLoss and loss_fn.reduction == "mean" and loss_fn.weight is None
             and loss_fn.label_smoothing == 0.0):
-        return list(model), "ce"
+        return modules, "ce"
     if type(loss_fn) is torch.nn.MSELoss and loss_fn.reduction == "mean":
-        return list(model), "mse"
+        return modules, "mse"
     return None
 
 
-def _chain_forward(modules, kind, loss_fn, x, y):
-    """(input of every module, output probabilities for cross-entropy or None): what the forms need."""
+@dataclass
+class _Forward:
+    inputs: list  # the input of every module
+    p: torch.Tensor | None  # cross-entropy: softmax over the classes, (M, C) float64
+    mass: torch.Tensor | None  # cross-entropy with probability targets: their sum per output, (M,)
+
+
+def _class_probabilities(loss_fn, z: torch.Tensor, y: torch.Tensor):
+    """(p, target mass or None): cross-entropy's per-output quantities, classes on dim 1 of z."""
+    classes = z.shape[1] if z.dim() > 1 else z.shape[0]
+    if z.dim() < 2:
+        raise QonnxError("hessian_traces: cross-entropy needs a batch of logits (N, C, ...)")
+    mass = None
+    if y.shape == z.shape and y.is_floating_point():  # probabilities
+        mass = y.double().movedim(1, -1).reshape(-1, classes).sum(1)
+    elif bool((y == loss_fn.ignore_index).any()):
+        raise QonnxError("hessian_traces: labels equal to ignore_index need method='hvp'")
+    p = torch.softmax(z.double(), dim=1).movedim(1, -1).reshape(-1, classes)
+    return p, mass
+
+
+def _chain_forward(modules, kind, loss_fn, x, y) -> _Forward:
+    """The input of every module and the output quantities the quadratic forms need."""
     with torch.no_grad():
         inputs, h = [], x
         for module in modules:
             inputs.append(h)
             h = module(h)
         if kind != "ce":
-            return inputs, None
-        if y.dim() == 1 and bool((y == loss_fn.ignore_index).any()):
-            raise QonnxError("hessian_traces: labels equal to ignore_index need method='hvp'")
-        return inputs, torch.softmax(h.flatten(1).double(), dim=1)
+            return _Forward(inputs, None, None)
+        return _Forward(inputs, *_class_probabilities(loss_fn, h, y))
 
 
-def _gauss_newton_forms(modules, kind, forward, probes: dict) -> dict:
+def _weight_tangent(module, h: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Layer `module`'s output change for each weight direction in `vectors` ([k, *W.shape]), no bias:
+    (k, N, *output shape)."""
+    if isinstance(module, torch.nn.Linear):
+        return torch.einsum("...f,kof->k...o", h, vectors)
+    k, outs, groups = vectors.shape[0], vectors.shape[1], module.groups
+    # all k directions in one convolution: k * O output channels, regrouped so that group g's
+    # outputs for every direction still read group g's inputs
+    stacked = vectors.reshape(k, groups, outs // groups, *vectors.shape[2:]).transpose(0, 1)
+    y = module._conv_forward(h, stacked.reshape(k * outs, *vectors.shape[2:]), None)
+    n, spatial = y.shape[0], y.shape[2:]
+    y = y.reshape(n, groups, k, outs // groups, *spatial).transpose(0, 2).transpose(1, 2)
+    return y.reshape(k, n, outs, *spatial)
+
+
+def _input_tangent(module, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The derivative of `module` at its input h applied to the tangents u (k, N, *h.shape[1:])."""
+    if isinstance(module, torch.nn.Linear):
+        return u @ module.weight.T
+    if isinstance(module, torch.nn.ReLU):
+        return u * (h > 0)
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        scale = torch.rsqrt(module.running_var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight
+        return u * scale.reshape(-1, *([1] * (h.dim() - 2)))
+    if isinstance(module, _MAX_POOLS):
+        functional = torch.nn.functional
+        pool = functional.max_pool1d if isinstance(module, torch.nn.MaxPool1d) else functional.max_pool2d
+        _, index = pool(h, module.kernel_size, module.stride, module.padding, module.dilation,
+                        ceil_mode=module.ceil_mode, return_indices=True)
+        picked = u.flatten(3).gather(-1, index.flatten(2).expand(u.shape[0], *index.flatten(2).shape))
+        return picked.reshape(u.shape[0], *index.shape)
+    k, n = u.shape[:2]
+    flat = u.flatten(0, 1)
+    if isinstance(module, _CONVS):
+        return module._conv_forward(flat, module.weight, None).unflatten(0, (k, n))
+    return module(flat).unflatten(0, (k, n))  # pools, Flatten, Identity, Dropout (eval): linear, no offset
+
+
+def _gauss_newton_forms(modules, kind, forward: _Forward, probes: dict) -> dict:
     """{module position: (k,) float64 tensor of v^T H v} for the batch-mean loss, given _chain_forward."""
-    inputs, p = forward
+    inputs = forward.inputs
     with torch.no_grad():
         forms = {}
         for position, vectors in probes.items():
-            u = torch.matmul(inputs[position].flatten(1), vectors.transpose(1, 2))  # J_l v_l at layer l: (k, N, out)
+            u = _weight_tangent(modules[position], inputs[position], vectors)  # J_l v_l: (k, N, *out)
             for j in range(position + 1, len(modules)):
-                module = modules[j]
-                if type(module) is torch.nn.Linear:
-                    u = u @ module.weight.T
-                elif type(module) is torch.nn.ReLU:
-                    u = u * (inputs[j].flatten(1) > 0)
-                elif type(module) is torch.nn.Flatten:
-                    u = u.flatten(2)
+                u = _input_tangent(modules[j], inputs[j], u)
             u = u.double()
             if kind == "ce":
-                forms[position] = ((p * u * u).sum(-1) - (p * u).sum(-1) ** 2).mean(-1)
+                u = u.movedim(2, -1).reshape(u.shape[0], -1, u.shape[2])  # (k, M, C)
+                q = (forward.p * u * u).sum(-1) - (forward.p * u).sum(-1) ** 2
+                if forward.mass is not None:
+                    q = q * forward.mass
+                forms[position] = q.mean(-1)
             else:
+                u = u.flatten(2)
                 forms[position] = 2.0 * (u * u).sum(-1).mean(-1) / u.shape[-1]
         return forms
+
+
+class _OutputFactor:
+    """Columns of every sample's factor B_n of the output Hessian (A_n = B_n B_n^T, summed over the
+    loss terms of sample n), made a block at a time: `block(first, last)` is (last - first, *z.shape)."""
+
+    def __init__(self, kind, loss_fn, z: torch.Tensor, y: torch.Tensor):
+        self.shape, self.n, self.device = tuple(z.shape), z.shape[0], z.device
+        if kind == "mse":
+            self.size = z[0].numel()
+            self.directions, self.count = self.size, self.n  # one direction per output element
+            return
+        p, mass = _class_probabilities(loss_fn, z, y)  # (M, C), M = N * positions
+        self.classes, self.positions = p.shape[1], p.shape[0] // self.n
+        root = p.sqrt()
+        # column c at one position: e_c sqrt(p_c) - p sqrt(p_c), zero at every other position
+        columns = torch.diag_embed(root) - root[:, :, None] * p[:, None, :]  # (M, c, C)
+        if mass is not None:
+            columns = columns * mass.sqrt()[:, None, None]
+        self.columns = columns.reshape(self.n, self.positions, self.classes, self.classes)
+        self.directions, self.count = self.positions * self.classes, p.shape[0]
+        self.size = None
+
+    def block(self, first: int, last: int) -> torch.Tensor:
+        rows = range(first, last)
+        if self.size is not None:
+            out = torch.zeros(len(rows), self.n, self.size, dtype=torch.float64, device=self.device)
+            for i, r in enumerate(rows):
+                out[i, :, r] = math.sqrt(2.0 / self.size)
+            return out.reshape(len(rows), *self.shape)
+        out = torch.zeros(len(rows), self.n, self.positions, self.classes, dtype=torch.float64,
+                          device=self.device)
+        for i, r in enumerate(rows):
+            q, c = divmod(r, self.classes)
+            out[i, :, q, :] = self.columns[:, q, c, :]
+        spatial = self.shape[2:]
+        return out.reshape(len(rows), self.n, *spatial, self.classes).movedim(-1, 2)
+
+
+def _direction_chunk(directions: int, n: int, sizes) -> int:
+    """Directions per batched backward: bounded so the per-sample gradients stay ~64 MB."""
+    return max(1, min(directions, (1 << 23) // max(1, n * max(sizes, default=1))))
+
+
+def _batched_vjp(z: torch.Tensor, outputs: list, grad_outputs: torch.Tensor) -> list:
+    """d(b . z)/d(output) for each row b of grad_outputs and each output: [(r, *output.shape)]."""
+    if len(grad_outputs) > 1:
+        try:
+            return list(torch.autograd.grad(z, outputs, grad_outputs=grad_outputs, retain_graph=True,
+                                            is_grads_batched=True))
+        except RuntimeError:  # an op without a vmap batching rule: one direction at a time
+            pass
+    rows = [torch.autograd.grad(z, outputs, grad_outputs=b, retain_graph=True) for b in grad_outputs]
+    return [torch.stack([row[i] for row in rows]) for i in range(len(outputs))]
+
+
+def _patches(conv, h: torch.Tensor) -> torch.Tensor:
+    """im2col of a convolution's input: (N, C_in * K, positions), rows in the weight's (C_in/g, k) order."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    h = torch.nn.functional.pad(h, conv._reversed_padding_repeated_twice, mode=mode)  # numeric or 'same'
+    kernel, dilation, stride = tuple(conv.kernel_size), tuple(conv.dilation), tuple(conv.stride)
+    if h.dim() == 3:  # 1-D: a 2-D image of height 1
+        h, kernel, dilation, stride = h.unsqueeze(2), (1, *kernel), (1, *dilation), (1, *stride)
+    return torch.nn.functional.unfold(h, kernel, dilation=dilation, stride=stride)
+
+
+def _per_sample_squared_norms(module, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """sum over directions r and samples n of ||dW of (delta_rn . output_n)||^2 (float64 scalar)."""
+    r, n = delta.shape[:2]
+    if isinstance(module, torch.nn.Linear):
+        if h.dim() == 2:  # the gradient is the outer product delta h^T
+            return ((delta ** 2).sum(-1) * (h ** 2).sum(-1)).sum()
+        g = torch.einsum("rnqo,nqf->rnof", delta.reshape(r, n, -1, delta.shape[-1]), h.reshape(n, -1, h.shape[-1]))
+        return (g ** 2).sum()
+    groups = module.groups
+    patches = _patches(module, h)
+    patches = patches.reshape(n, groups, patches.shape[1] // groups, patches.shape[2])
+    d = delta.reshape(r, n, groups, delta.shape[2] // groups, -1)
+    g = torch.einsum("rngop,ngkp->rngok", d, patches)
+    return (g ** 2).sum()
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -450,7 +630,7 @@ def _session(model, layers, device, what):
     work = model if device == home else copy.deepcopy(model).to(device)
     found = quantizable_layers(work)
     if not found:
-        raise QonnxError(f"{what}: the model has no nn.Linear layer")
+        raise QonnxError(f"{what}: the model has no nn.Linear, nn.Conv1d or nn.Conv2d layer")
     if layers is None:
         names = list(found)
     else:

@@ -196,7 +196,8 @@ def pareto_sweep(float_model: nn.Module, train, val, test, *, traces: Mapping, b
         raise QonnxError("pareto_sweep: give at least one seed")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    layers = layer_shapes(float_model)
+    sample = np.asarray(train[0][:1])  # the input shape: a convolution's output positions depend on it
+    layers = layer_shapes(float_model, sample=sample)
     sens = sensitivities(float_model, traces, sorted(set(candidates) | set(uniform_bits)))
     entries = hawq_entries(sens, layers, budgets, candidates=candidates, act_rule=act_rule,
                            allocate_options=allocate_options) + uniform_entries(layers, uniform_bits)
@@ -206,7 +207,7 @@ def pareto_sweep(float_model: nn.Module, train, val, test, *, traces: Mapping, b
                 "samples train / val / test": f"{len(train[0])} / {len(val[0])} / {len(test[0])}",
                 "float model test accuracy": f"{reference:.4f}", **dict(setup or {})}
     # what is known before training is written first
-    write_traces_json(out / "traces.json", float_model, traces, sens, meta={**settings, "note": note})
+    write_traces_json(out / "traces.json", float_model, traces, sens, meta={**settings, "note": note}, sample=sample)
     plot_traces(traces, out / "traces.png", n_params={l.name: l.n_weights for l in layers}, note=note)
     for entry in entries:
         if note:

@@ -17,6 +17,15 @@ The traces file (`write_traces_json`) is what `qonnx hawq` and the allocator rea
     {"layers": [{"name": "0", "in_features": 16, "out_features": 32, "trace": 1.9,
                  "std_error": 0.05, "sensitivity": {"2": 0.31, "3": 0.07, ...}}, ...],
      "meta": {...}}
+
+A convolution (or a Linear used at several positions) adds its shape, which its cost needs
+(`hawq.layers.LayerShape`; in_features/out_features are then its channels):
+
+    {"name": "conv1", "in_features": 1, "out_features": 8, "kind": "conv2d", "kernel": [3, 3],
+     "groups": 1, "out_positions": 64, "macs": 4608, "trace": ..., ...}
+
+"kind" and "macs" are for the reader; "kernel", "groups" and "out_positions" default to [], 1
+and 1, so files without them (every MLP's, and files written before) read as before.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from torch import nn
 from qonnx_ir.errors import QonnxError
 
 from qonnx_ir.files import write_text_atomically
-from .layers import layer_shapes, quantizable_layers
+from .layers import LayerShape, layer_shapes, quantizable_layers
 from .quantizers import quantize_weight
 
 DEFAULT_CANDIDATES = (2, 3, 4, 5, 6, 7, 8)
@@ -74,7 +83,7 @@ def sensitivities(model: nn.Module, traces: Mapping, candidates: Iterable[int] =
         raise QonnxError("sensitivities: no candidate bit widths given")
     layers = quantizable_layers(model)
     if not layers:
-        raise QonnxError("sensitivities: the model has no nn.Linear layer")
+        raise QonnxError("sensitivities: the model has no nn.Linear, nn.Conv1d or nn.Conv2d layer")
     missing = [name for name in layers if name not in traces]
     if missing:
         raise QonnxError(f"sensitivities: no Hessian trace for layer(s) {', '.join(missing)}")
@@ -85,15 +94,28 @@ def sensitivities(model: nn.Module, traces: Mapping, candidates: Iterable[int] =
     return result
 
 
-def write_traces_json(path, model: nn.Module, traces: Mapping, sens: Mapping, meta: Mapping | None = None) -> Path:
-    """Write the traces file (format in the module docstring) atomically; returns its path."""
+def shape_fields(shape: LayerShape) -> dict:
+    """The traces-file fields of a layer's shape (the extra ones only where they are not the default)."""
+    fields = {"name": shape.name, "in_features": shape.in_features, "out_features": shape.out_features}
+    if shape.kernel or shape.groups != 1 or shape.out_positions != 1:
+        fields.update(kind=shape.kind, kernel=list(shape.kernel), groups=shape.groups,
+                      out_positions=shape.out_positions, macs=shape.macs)
+    return fields
+
+
+def write_traces_json(path, model: nn.Module, traces: Mapping, sens: Mapping, meta: Mapping | None = None, *,
+                      input_shape=None, sample=None) -> Path:
+    """Write the traces file (format in the module docstring) atomically; returns its path.
+
+    input_shape / sample: as for `hawq.layers.layer_shapes` (needed for a model with convolutions).
+    """
     layers = []
-    for shape in layer_shapes(model):
+    for shape in layer_shapes(model, input_shape, sample=sample):
         if shape.name not in traces or shape.name not in sens:
             raise QonnxError(f"write_traces_json: layer '{shape.name}' has no "
                              f"{'trace' if shape.name not in traces else 'sensitivity'}")
         layers.append({
-            "name": shape.name, "in_features": shape.in_features, "out_features": shape.out_features,
+            **shape_fields(shape),
             "trace": trace_value(traces[shape.name]), "std_error": trace_std_error(traces[shape.name]),
             "sensitivity": {str(int(bits)): float(value) for bits, value in sorted(sens[shape.name].items())},
         })

@@ -2,8 +2,9 @@
 
 SPEC names a model factory like `qonnx export` does (`file.py:factory` or
 `package.module:factory`, optional --checkpoint); the model is usually the trained float
-model. The data file is a .npz with arrays `x` (N, features) and `y` (N,) class labels
-(or targets with --loss mse).
+model. The data file is a .npz with arrays `x` (N, features), or (N, C, L) / (N, C, H, W)
+for a CNN, and `y` (N,) class labels (or targets with --loss mse). A convolution's output
+positions (its MACs in the traces file) come from the shape of `x`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def run(args) -> int:
     scores = sensitivities(model, traces, candidates)
     meta = {"spec": options.spec, "data": options.data, "samples": len(x), "loss": options.loss,
             "max_probes": options.max_probes, "rel_tol": options.rel_tol, "seed": options.seed}
-    write_traces_json(options.output, model, traces, scores, meta)
+    write_traces_json(options.output, model, traces, scores, meta, sample=x[:1])
     for name, estimate in traces.items():
         print(f"{name:24s} Tr(H) = {estimate.trace:11.4g} +- {estimate.std_error:.2g}  ({estimate.probes} probes, "
               f"{estimate.n_params} weights)")
