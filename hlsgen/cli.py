@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from qonnx_ir import execute
-from qonnx_ir.commands import read_inputs, write_npy
+from qonnx_ir.commands import OUTPUT_FILES, check_outputs_file, read_inputs, write_outputs
 from qonnx_ir.dialect import HwGraph, is_hw
 from qonnx_ir.dialect.knobs import IO_STYLES, Knobs
 from qonnx_ir.errors import CheckFailed, QonnxError
-from qonnx_ir.files import check_output_file, writable_ancestor
+from qonnx_ir.files import writable_ancestor
+from qonnx_ir.interpreter import by_output
 from qonnx_ir.model import load
 from qonnx_ir.ops.dense import STRATEGIES
 
@@ -50,10 +51,13 @@ For every layer and knob, the first that applies: its `layers:` entry, the comma
 (`qonnx transform --reuse`), the default (reuse 1, latency, parallel).
 """
 
-CSIM_EXAMPLE = """example:
+CSIM_EXAMPLE = f"""example:
   qonnx hls model.onnx -o prj --backend vitis
   qonnx csim prj --input x.npy -o y.npy            # y.npy == `qonnx run model.hw.onnx` bit for bit
   qonnx csim prj --input x.npy -o codes.npy --codes
+  qonnx csim prj --input x.npy -o y.npz            # a model with several outputs
+
+{OUTPUT_FILES}
 
 The shared library is cached in prj/build/ under a hash of the sources: an unchanged
 project is not recompiled.
@@ -101,7 +105,8 @@ def register_csim(subparsers) -> None:
                                    epilog=CSIM_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("project", help="directory written by `qonnx hls`")
     parser.add_argument("--input", required=True, help="inputs as .npy, shape (N, features)")
-    parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.npy)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="where to write the outputs: .npy (one output) or .npz (every output, by name)")
     parser.add_argument("--codes", action="store_true", help="write integer codes instead of real values")
     parser.set_defaults(func=csim_command)
 
@@ -179,8 +184,14 @@ def read_config(path: str | None) -> dict:
 
 def _lowered(args, progress=print, report=True):
     """The hardware-dialect model: loaded as is, or raw QONNX lowered with the command's options."""
+    from transforms.base import check_strict, recorded_warnings, warning_line
+
     model = load(args.model)
     if all(is_hw(node) for node in model.graph.node):
+        warnings = recorded_warnings(model)  # what `qonnx transform` found when it lowered this file
+        if warnings:
+            print(warning_line(warnings))
+        check_strict(warnings, args.strict)
         return model, False
     from transforms import lower
     from transforms.cli import options_from
@@ -189,10 +200,10 @@ def _lowered(args, progress=print, report=True):
     progress(f"lowering {args.model} (QONNX) to the hardware dialect ...")
     lowered, context = lower(model, options)
     if context.report.warnings:
-        print(f"WARNING: the lowering is not exact in {len(context.report.warnings)} place(s)"
-              + ("; see below" if report else " (see qonnx transform)"))
+        print(warning_line(context.report.warnings))
     if report and context.report.lines:
         print(context.report)
+    check_strict(context.report.warnings, args.strict)
     return lowered, True
 
 
@@ -249,7 +260,20 @@ def hls_command(args) -> None:
     print(summary(project, was_lowered))
 
 
+def _outputs(meta: dict) -> str:
+    if "outputs" not in meta:
+        return f"{meta['n_out']} x {meta['output_type']}"
+    return ", ".join(f"{o['port']}: {o['n']} x {o['type']} ({o['tensor']})" for o in meta["outputs"])
+
+
 def summary(project: Project, was_lowered: bool) -> str:
+    from transforms.base import recorded_warnings, warning_line
+
+    warnings = recorded_warnings(project.graph.model)  # the summary's first line says it, when not exact
+    return "\n".join(([warning_line(warnings)] if warnings else []) + [_summary(project, was_lowered)])
+
+
+def _summary(project: Project, was_lowered: bool) -> str:
     meta = project.metadata
     backend = BACKENDS[meta["backend"]]
     if meta["backend"] == "vitis" or meta.get("part"):
@@ -259,7 +283,7 @@ def summary(project: Project, was_lowered: bool) -> str:
     lines = [
         f"wrote {project.path} ({'lowered from QONNX, ' if was_lowered else ''}backend {meta['backend']}, "
         f"io {meta['io']}, top {meta['top']}, {target}, clock {meta['clock_ns']:g} ns)",
-        f"  interface: {meta['n_in']} x {meta['input_type']} -> {meta['n_out']} x {meta['output_type']}",
+        f"  interface: {meta['n_in']} x {meta['input_type']} -> {_outputs(meta)}",
         "  layers:",
     ]
     width = max(len(layer["ident"]) for layer in meta["layers"])
@@ -282,16 +306,16 @@ def summary(project: Project, was_lowered: bool) -> str:
 
 def csim_command(args) -> None:
     project = Project(args.project)
-    check_output_file(args.output)
+    check_outputs_file(args.output, project.graph.outputs)
     x = read_inputs(args.input, project.graph.nodes[0].input_shape)
     compiled = _compile(project, print)
     print(_compile_line(project, compiled))
     start = time.perf_counter()
     y = project.predict(x, codes=args.codes)
     seconds = time.perf_counter() - start
-    write_npy(args.output, y)
+    written = write_outputs(args.output, by_output(project.graph, y))
     print(f"ran {len(x)} samples in {seconds:.3f} s ({_rate(len(x), seconds)} samples/s): "
-          f"{args.output} {tuple(y.shape)}{' (integer codes)' if args.codes else ''}")
+          f"{written}{' (integer codes)' if args.codes else ''}")
 
 
 def _compile(project: Project, progress):
@@ -333,11 +357,9 @@ def verify_command(args) -> None:
     knobs = dict(reuse=args.reuse, strategy=args.strategy, config=config, source=args.config or "config")
     graph = HwGraph(model)
     start = time.perf_counter()
-    expected_codes = np.asarray(execute(graph, x, codes=True))
+    expected_codes = _flat(graph, execute(graph, x, codes=True), len(x))
     interpreter_seconds = time.perf_counter() - start
-    expected = np.asarray(execute(graph, x))
-    expected_codes = expected_codes.reshape(len(x), -1)
-    expected = expected.reshape(len(x), -1)
+    expected = _flat(graph, execute(graph, x), len(x))
 
     if args.output:
         rows = _verify_in(Path(args.output), model, knobs, backends, styles, x, expected_codes, expected)
@@ -346,7 +368,12 @@ def verify_command(args) -> None:
         with tempfile.TemporaryDirectory(prefix="qonnx-verify-") as directory:
             rows = _verify_in(Path(directory), model, knobs, backends, styles, x, expected_codes, expected)
         kept = "projects deleted (keep them with -o DIR)"
-    print(_report(args.model, was_lowered, where, x, expected, interpreter_seconds, rows, kept))
+    from transforms.base import recorded_warnings, warning_line
+
+    warnings = recorded_warnings(model)
+    if warnings:  # the first line of the summary
+        print(warning_line(warnings))
+    print(_report(args.model, was_lowered, where, x, expected, interpreter_seconds, rows, kept, graph))
     failed = [row for row in rows if row["mismatches"]]
     if failed:
         names = ", ".join(f"{row['backend']}/{row['io']}" for row in failed)
@@ -385,9 +412,9 @@ def _verify_in(directory: Path, model, knobs, backends, styles, x, expected_code
     rows = []
     for project, result in zip(projects, compiled):
         start = time.perf_counter()
-        codes = project.predict(x, codes=True).reshape(len(x), -1)
+        codes = _flat(project.graph, project.predict(x, codes=True), len(x))
         seconds = time.perf_counter() - start
-        real = project.predict(x).reshape(len(x), -1)
+        real = _flat(project.graph, project.predict(x), len(x))
         rows.append({
             "backend": project.metadata["backend"], "io": project.metadata["io"], "compiled": result,
             "rate": _rate(len(x), seconds), "mismatches": int(np.sum(codes != expected_codes)),
@@ -396,17 +423,25 @@ def _verify_in(directory: Path, model, knobs, backends, styles, x, expected_code
     return rows
 
 
+def _flat(graph: HwGraph, result, samples: int) -> np.ndarray:
+    """(samples, values): every output of a sample on one row, in the graph's output order."""
+    outputs = by_output(graph, result)
+    return np.concatenate([np.asarray(outputs[name]).reshape(samples, -1) for name in graph.outputs], axis=1)
+
+
 def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _report(model_path, was_lowered, where, x, expected, interpreter_seconds, rows, kept) -> str:
+def _report(model_path, was_lowered, where, x, expected, interpreter_seconds, rows, kept, graph) -> str:
     outputs = expected.size
+    ports = "" if len(graph.outputs) == 1 else " (" + ", ".join(
+        f"y{index} {name}: {graph.edge(name).size}" for index, name in enumerate(graph.outputs)) + ")"
     lines = [
         f"verify {model_path}{' (lowered from QONNX)' if was_lowered else ''}: {where}, "
-        f"{expected.shape[1]} outputs each",
+        f"{expected.shape[1]} outputs each{ports}",
         f"interpreter (qonnx_ir.execute): {_rate(len(x), interpreter_seconds)} samples/s",
         f"{'backend':<9} {'io':<9} {'g++ compile':<16} {'samples/s':>10} {'mismatches':>16} {'max |difference|':>17}",
     ]

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from qonnx_ir.dialect import HwGraph
 from qonnx_ir.dialect.knobs import io_style
-from qonnx_ir.errors import QonnxError
 from qonnx_ir.types import FixedType
 
 from .kernels import Layer, kernel_for
@@ -18,12 +17,61 @@ from .kernels.base import tokens_of
 from .names import identifier
 
 
+OUTPUT = "(output)"  # the reader of a graph output edge: the top function's output port
+
+
+@dataclass(frozen=True)
+class OutputPort:
+    """One output port of the top function: a graph output, in the graph's output order.
+
+    A design with one output keeps the plain names (`y`, `N_OUT`, `OUT_TOKENS`, `result_t`, ...);
+    with several, port k is `y<k>` with `N_OUT<k>`, `OUT<k>_TOKENS`, `result<k>_t`, ... and its
+    codes start at value `OUT<k>_OFFSET` of a sample's concatenated outputs (the testbench data
+    and the bridge's buffer hold y0's codes, then y1's, ...).
+    """
+
+    edge: str  # the graph output edge
+    suffix: str  # "" (the only output) or the port's index
+    offset: int  # first value of this port in a sample's concatenated outputs
+    size: int  # values per sample
+    tokens: int  # io stream: tokens per sample
+    token_size: int  # io stream: values per token
+
+    @property
+    def name(self) -> str:
+        return f"y{self.suffix}"
+
+    def constant(self, what: str) -> str:
+        """N_OUT<k>, OUT<k>_TOKENS, OUT<k>_TOKEN_SIZE, OUT<k>_OFFSET for what = N, TOKENS, TOKEN_SIZE, OFFSET."""
+        return f"N_OUT{self.suffix}" if what == "N" else f"OUT{self.suffix}_{what}"
+
+    def type_name(self, what: str = "") -> str:
+        """result<k>_t, result<k>_token_t, result<k>_code_t for what = "", "token", "code"."""
+        return f"result{self.suffix}_{what + '_' if what else ''}t"
+
+    @property
+    def at(self) -> str:
+        """Index prefix of the port's first value in a sample's concatenated outputs ("" for port 0 of 1)."""
+        return f"{self.constant('OFFSET')} + " if self.suffix else ""
+
+
 @dataclass
 class Design:
     graph: HwGraph
     layers: list[Layer]
     io: str
-    output: str  # the graph output edge
+    outputs: list[str]  # the graph output edges, in the graph's order
+
+    @property
+    def ports(self) -> list[OutputPort]:
+        ports, offset = [], 0
+        for index, edge in enumerate(self.outputs):
+            fields = self.graph.edge(edge)
+            tokens, token_size = tokens_of(fields)
+            suffix = str(index) if len(self.outputs) > 1 else ""
+            ports.append(OutputPort(edge, suffix, offset, fields.size, tokens, token_size))
+            offset += fields.size
+        return ports
 
     @property
     def producer(self) -> dict[str, Layer]:
@@ -38,8 +86,8 @@ class Design:
         return f"{layer.ident}_out" if index == 0 else f"{layer.ident}_out{index}"
 
     def readers(self, edge: str) -> list[str]:
-        """Who reads an edge, in order: consumer layer idents, and "(output)" for the design's output."""
-        return [c.ident for c in self.consumers(edge)] + (["(output)"] if edge == self.output else [])
+        """Who reads an edge, in order: consumer layer idents, and OUTPUT for a graph output."""
+        return [c.ident for c in self.consumers(edge)] + ([OUTPUT] if edge in self.outputs else [])
 
     def fanout(self, edge: str) -> list[tuple[str, str, str]]:
         """io stream: the clone stages an edge read by n > 1 layers needs, as (source, copy, rest)
@@ -64,17 +112,12 @@ class Design:
     def input_type(self) -> FixedType:
         return self.graph.edge(self.layers[0].outputs[0]).type
 
-    @property
-    def output_type(self) -> FixedType:
-        return self.graph.edge(self.output).type
+    def output_type(self, port: OutputPort) -> FixedType:
+        return self.graph.edge(port.edge).type
 
     @property
     def input_tokens(self) -> tuple[int, int]:
         return tokens_of(self.graph.edge(self.layers[0].outputs[0]))
-
-    @property
-    def output_tokens(self) -> tuple[int, int]:
-        return tokens_of(self.graph.edge(self.output))
 
     @property
     def n_in(self) -> int:
@@ -82,7 +125,8 @@ class Design:
 
     @property
     def n_out(self) -> int:
-        return self.graph.edge(self.output).size
+        """Output values per sample, every port's together."""
+        return sum(port.size for port in self.ports)
 
     def steps(self, layer: Layer) -> int:
         """Iterations of a layer's stage per sample in io stream: one per token it reads (windows,
@@ -116,6 +160,8 @@ def fifo_depths(design: Design) -> dict[tuple[str, str], tuple[int, str]]:
     A token's arrival is counted in tokens from the design's input: a window stage adds its fill,
     so where two branches of a fork meet again, the earlier one must hold the difference (plus the
     usual two slots) or the fork would stall on the later one. Capped at a whole sample's tokens.
+    Several output ports are such a join too (the reader OUTPUT): a consumer that takes a sample's
+    outputs together waits for the latest, so an early port's stream holds the difference.
     """
     arrival: dict[str, int] = {}
     for layer in design.layers:
@@ -130,18 +176,28 @@ def fifo_depths(design: Design) -> dict[tuple[str, str], tuple[int, str]]:
         for edge in layer.inputs:
             lag = latest - arrival[edge]
             if lag > 0:
-                tokens = tokens_of(design.graph.edge(edge))[0]
-                depth = min(max(MIN_FIFO_DEPTH, lag + MIN_FIFO_DEPTH), max(tokens, MIN_FIFO_DEPTH))
-                depths[(edge, layer.ident)] = (depth, f"{layer.ident} reads it {lag} tokens before its other input "
-                                                      "arrives (the other branch's windows fill first)")
+                depths[(edge, layer.ident)] = (_depth(design, edge, lag),
+                                               f"{layer.ident} reads it {lag} tokens before its other input "
+                                               "arrives (the other branch's windows fill first)")
+    if len(design.ports) > 1:
+        last = max(design.ports, key=lambda port: arrival[port.edge])
+        for port in design.ports:
+            lag = arrival[last.edge] - arrival[port.edge]
+            depth = _depth(design, port.edge, lag)
+            if depth > MIN_FIFO_DEPTH:  # (a vector waits in the usual two slots)
+                depths[(port.edge, OUTPUT)] = (depth, f"output {port.name} is ready {lag} tokens before output "
+                                                      f"{last.name} (a consumer that reads a sample's outputs "
+                                                      "together waits for it)")
     return depths
+
+
+def _depth(design: Design, edge: str, lag: int) -> int:
+    tokens = tokens_of(design.graph.edge(edge))[0]
+    return min(max(MIN_FIFO_DEPTH, lag + MIN_FIFO_DEPTH), max(tokens, MIN_FIFO_DEPTH))
 
 
 def build_design(model, backend) -> Design:
     graph = model if isinstance(model, HwGraph) else HwGraph(model)
-    if len(graph.outputs) != 1:
-        raise QonnxError(f"HLS generation supports one graph output, this graph has {len(graph.outputs)} "
-                         f"({', '.join(graph.outputs)})")
     layers = []
     io = io_style(graph.model)
     for index, op in enumerate(graph.nodes):
@@ -157,4 +213,4 @@ def build_design(model, backend) -> Design:
             inputs=data_inputs, outputs=list(op.node.output), cost=op.cost(io), tokens=tokens,
             knobs={name: op.attrs[name] for name in op.knob_names()}, delay=spec.stream_delay(op),
         ))
-    return Design(graph, layers, io, graph.outputs[0])
+    return Design(graph, layers, io, list(graph.outputs))

@@ -29,7 +29,7 @@ from qonnx_ir.dialect import HwGraph
 from qonnx_ir.dialect.knobs import IO_STYLES, Knobs, apply_knobs
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.files import usual_mode, writable_ancestor, write_text_atomically
-from qonnx_ir.interpreter import execute
+from qonnx_ir.interpreter import by_output, execute
 from qonnx_ir.model import load, save
 
 from .backends import ProjectSpec, backend as get_backend
@@ -96,25 +96,25 @@ def _write_project(staging: Path, model, graph: HwGraph, design: Design, chosen,
     (firmware / "qnn_backend.h").write_text(f"// Selects the {chosen.name} spelling of qnn/portability.h.\n"
                                             f"#define {chosen.define}\n")
     (firmware / "parameters.h").write_text(parameters_h(chosen, design, SOURCE))
-    (firmware / f"{top}.h").write_text(top_h(top, design.io, SOURCE))
+    (firmware / f"{top}.h").write_text(top_h(top, design, SOURCE))
     (firmware / f"{top}.cpp").write_text(top_cpp(top, design, SOURCE))
     for layer in design.layers:
         if layer.arrays:
             (firmware / "weights" / f"{layer.ident}.h").write_text(weights_h(layer, SOURCE))
     (staging / "bridge").mkdir()
-    (staging / "bridge" / f"{top}_bridge.cpp").write_text(bridge_cpp(top, design.io, SOURCE))
+    (staging / "bridge" / f"{top}_bridge.cpp").write_text(bridge_cpp(top, design, SOURCE))
     save(model, staging / SOURCE)
     samples = _write_tb_data(graph, staging / "tb_data", tb_inputs, tb_samples)
     firmware_files = sorted(str(p.relative_to(staging)) for p in firmware.rglob("*") if p.is_file())
-    spec = ProjectSpec(top, design.io, design.n_in, design.n_out, design.input_type, design.output_type, clock_ns,
-                       part, tech, firmware_files, design, samples)
+    spec = ProjectSpec(top, design.io, design.n_in, design.n_out, design.input_type,
+                       design.output_type(design.ports[0]), clock_ns, part, tech, firmware_files, design, samples)
     vendor_files = chosen.write_vendor_files(spec, staging)
     files = sorted({*firmware_files, f"bridge/{top}_bridge.cpp", SOURCE, *vendor_files,
                     *(str(p.relative_to(staging)) for p in (staging / "tb_data").iterdir())})
     metadata = {
         "generator": GENERATOR, "top": top, "backend": chosen.name, "io": design.io,
         "n_in": design.n_in, "n_out": design.n_out, "input_type": str(design.input_type),
-        "output_type": str(design.output_type), "clock_ns": clock_ns, "part": part, "tech": tech,
+        **_outputs_metadata(design), "clock_ns": clock_ns, "part": part, "tech": tech,
         "interval": design.interval, "latency": design.latency,
         "layers": [{"ident": l.ident, "node": l.node, "op": l.op, "kernel": l.kernel, "ii": l.cost.ii,
                     "latency": l.cost.latency, "tokens": l.tokens, **l.knobs} for l in design.layers],
@@ -123,20 +123,40 @@ def _write_project(staging: Path, model, graph: HwGraph, design: Design, chosen,
     (staging / "project.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
 
+def _outputs_metadata(design: Design) -> dict:
+    """project.json's output fields: the output type of the one port, or every port in order."""
+    if len(design.ports) == 1:
+        return {"output_type": str(design.output_type(design.ports[0]))}
+    return {"outputs": [{"port": port.name, "tensor": port.edge, "n": port.size, "offset": port.offset,
+                         "shape": list(design.graph.edge(port.edge).shape), "type": str(design.output_type(port)),
+                         "tokens": port.tokens} for port in design.ports]}
+
+
 def _write_tb_data(graph: HwGraph, directory: Path, inputs, samples: int) -> int:
-    """Inputs and expected outputs as integer codes (exact), and as real values for people."""
+    """Inputs and expected outputs as integer codes (exact), and as real values for people.
+
+    An output line holds what the output ports carry, port after port: channels last, as the
+    hardware streams it (the inputs' real values stay in the user's layout, as given)."""
     directory.mkdir()
     first = graph.nodes[0]
     if inputs is None:
         inputs = np.random.default_rng(0).uniform(-1, 1, (samples, *first.input_shape))
     inputs = np.asarray(inputs)
     in_codes = np.asarray(first.evaluate([inputs])[0]).astype(np.int64).reshape(len(inputs), -1)
-    out_codes = np.asarray(execute(graph, inputs, codes=True)).astype(np.int64)
+    out_codes = _port_order(graph, execute(graph, inputs, codes=True), len(inputs)).astype(np.int64)
     np.savetxt(directory / "tb_input_codes.dat", in_codes, fmt="%d")
-    np.savetxt(directory / "tb_output_codes.dat", out_codes.reshape(len(inputs), -1), fmt="%d")
+    np.savetxt(directory / "tb_output_codes.dat", out_codes, fmt="%d")
     np.savetxt(directory / "tb_input_features.dat", inputs.reshape(len(inputs), -1), fmt="%.17g")
-    np.savetxt(directory / "tb_output_predictions.dat", execute(graph, inputs).reshape(len(inputs), -1), fmt="%.17g")
+    np.savetxt(directory / "tb_output_predictions.dat", _port_order(graph, execute(graph, inputs), len(inputs)),
+               fmt="%.17g")
     return len(inputs)
+
+
+def _port_order(graph: HwGraph, result, samples: int) -> np.ndarray:
+    """execute's result as (samples, N_OUT): every output channels last, one after the other."""
+    outputs = by_output(graph, result)
+    return np.concatenate([np.asarray(graph.to_edge_layout(name, outputs[name])).reshape(samples, -1)
+                           for name in graph.outputs], axis=1)
 
 
 # -- the output directory ---------------------------------------------------------------------
@@ -330,23 +350,30 @@ class Project:
         return self._library
 
     def predict_codes(self, input_codes: np.ndarray) -> np.ndarray:
-        """Run input codes (N, n_in; channels last) through the compiled C++; returns output codes (N, n_out)."""
+        """Run input codes (N, n_in; channels last) through the compiled C++; returns output codes (N, n_out):
+        with several outputs, every port's codes (channels last) one after the other."""
         codes = np.ascontiguousarray(np.asarray(input_codes, dtype=np.int64).reshape(-1, self.metadata["n_in"]))
         out = np.zeros((len(codes), self.metadata["n_out"]), dtype=np.int64)
         pointer = ctypes.POINTER(ctypes.c_longlong)
         self._function()(codes.ctypes.data_as(pointer), out.ctypes.data_as(pointer), len(codes))
         return out
 
-    def predict(self, x: np.ndarray, *, codes: bool = False) -> np.ndarray:
-        """Like qonnx_ir.execute on the project's model, but computed by the generated C++."""
+    def predict(self, x: np.ndarray, *, codes: bool = False):
+        """Like qonnx_ir.execute on the project's model, but computed by the generated C++: the real
+        values (or codes) of the output, or a dict {graph output name: values} when it has several."""
         graph = self.graph
         x = np.asarray(x)
         if x.ndim == 1:
             x = x[None, :]
         input_codes = graph.nodes[0].evaluate([x])[0]
-        output = graph.outputs[0]
-        out = self.predict_codes(input_codes).reshape(len(x), *graph.edge(output).shape)
-        return graph.to_user_layout(output, out if codes else out * graph.edge(output).real_scale)
+        out = self.predict_codes(input_codes)
+        results, offset = {}, 0
+        for output in graph.outputs:
+            edge = graph.edge(output)
+            part = out[:, offset:offset + edge.size].reshape(len(x), *edge.shape)
+            offset += edge.size
+            results[output] = graph.to_user_layout(output, part if codes else part * edge.real_scale)
+        return results[graph.outputs[0]] if len(graph.outputs) == 1 else results
 
 
 __all__ = ["COMPILER", "IO_STYLES", "CompileResult", "Project", "generate"]

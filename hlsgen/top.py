@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends.base import Backend
-from .firmware import MIN_FIFO_DEPTH, Design, fifo_depths
+from .firmware import MIN_FIFO_DEPTH, OUTPUT, Design, fifo_depths
 from .kernels import Layer
 from .kernels.base import literal
 
@@ -26,9 +26,9 @@ def parameters_h(backend: Backend, design: Design, source: str) -> str:
             headers.append(layer.header.name)
     includes = "".join(f'#include "qnn/{name}"\n' for name in headers)
     configs = "\n".join(_config(layer) for layer in design.layers)
-    in_tokens, in_size = design.input_tokens
-    out_tokens, out_size = design.output_tokens
-    first, last = design.layers[0], design.producer[design.output]
+    first = design.layers[0]
+    code_types = "".join(f"typedef {design.producer[port.edge].ident}::output_t {port.type_name('code')};\n"
+                         for port in design.ports)
     return f"""{HEADER.format(source=source)}#ifndef QNN_PARAMETERS_H
 #define QNN_PARAMETERS_H
 
@@ -36,21 +36,47 @@ def parameters_h(backend: Backend, design: Design, source: str) -> str:
 #include "qnn/portability.h"
 #include "qnn/stage.h"
 {includes}
-// Interface: fixed-point values at the ports, integer codes inside. A sample is N_IN values
-// in; in io stream it arrives as IN_TOKENS tokens of IN_TOKEN_SIZE values (channels last).
-static const unsigned N_IN = {design.n_in}, N_OUT = {design.n_out};
-static const unsigned IN_TOKENS = {in_tokens}, IN_TOKEN_SIZE = {in_size}, OUT_TOKENS = {out_tokens}, OUT_TOKEN_SIZE = {out_size};
-typedef {backend.fixed_type(design.input_type)} input_t;
-typedef {backend.fixed_type(design.output_type)} result_t;
-typedef qnn::vec<input_t, IN_TOKEN_SIZE> input_token_t;
-typedef qnn::vec<result_t, OUT_TOKEN_SIZE> result_token_t;
-
+{_interface(backend, design)}
 {configs}
 typedef {first.ident}::output_t input_code_t;
-typedef {last.ident}::output_t result_code_t;
-
+{code_types}
 #endif
 """
+
+
+def _interface(backend: Backend, design: Design) -> str:
+    """The constants and port types of parameters.h: one output keeps the plain names, several
+    number theirs (see hlsgen.firmware.OutputPort)."""
+    in_tokens, in_size = design.input_tokens
+    if len(design.ports) == 1:
+        port = design.ports[0]
+        return f"""// Interface: fixed-point values at the ports, integer codes inside. A sample is N_IN values
+// in; in io stream it arrives as IN_TOKENS tokens of IN_TOKEN_SIZE values (channels last).
+static const unsigned N_IN = {design.n_in}, N_OUT = {design.n_out};
+static const unsigned IN_TOKENS = {in_tokens}, IN_TOKEN_SIZE = {in_size}, OUT_TOKENS = {port.tokens}, OUT_TOKEN_SIZE = {port.token_size};
+typedef {backend.fixed_type(design.input_type)} input_t;
+typedef {backend.fixed_type(design.output_type(port))} result_t;
+typedef qnn::vec<input_t, IN_TOKEN_SIZE> input_token_t;
+typedef qnn::vec<result_t, OUT_TOKEN_SIZE> result_token_t;
+"""
+    listing = "".join(f"//   {port.name}: graph output {port.edge!r}, {port.size} values\n" for port in design.ports)
+    sizes = "".join(f"static const unsigned {port.constant('N')} = {port.size}, "
+                    f"{port.constant('TOKENS')} = {port.tokens}, {port.constant('TOKEN_SIZE')} = {port.token_size}, "
+                    f"{port.constant('OFFSET')} = {port.offset};\n" for port in design.ports)
+    types = "".join(f"typedef {backend.fixed_type(design.output_type(port))} {port.type_name()};\n"
+                    for port in design.ports)
+    tokens = "".join(f"typedef qnn::vec<{port.type_name()}, {port.constant('TOKEN_SIZE')}> {port.type_name('token')};\n"
+                     for port in design.ports)
+    return f"""// Interface: fixed-point values at the ports, integer codes inside. A sample is N_IN values
+// in; in io stream it arrives as IN_TOKENS tokens of IN_TOKEN_SIZE values (channels last).
+// It leaves through N_OUTPUTS ports, in the graph's output order:
+{listing}// port k has N_OUT<k> values (OUT<k>_TOKENS tokens of OUT<k>_TOKEN_SIZE in io stream); a
+// sample's outputs together are N_OUT values, port k's from OUT<k>_OFFSET on.
+static const unsigned N_IN = {design.n_in}, N_OUT = {design.n_out}, N_OUTPUTS = {len(design.ports)};
+static const unsigned IN_TOKENS = {in_tokens}, IN_TOKEN_SIZE = {in_size};
+{sizes}typedef {backend.fixed_type(design.input_type)} input_t;
+{types}typedef qnn::vec<input_t, IN_TOKEN_SIZE> input_token_t;
+{tokens}"""
 
 
 def _config(layer: Layer) -> str:
@@ -59,21 +85,25 @@ def _config(layer: Layer) -> str:
             f"struct {layer.ident}_config {{\n{body}\n}};\ntypedef {layer.kernel} {layer.ident};\n")
 
 
-def top_h(top: str, io: str, source: str) -> str:
+def top_h(top: str, design: Design, source: str) -> str:
     return f"""{HEADER.format(source=source)}#ifndef QNN_TOP_{top.upper()}_H
 #define QNN_TOP_{top.upper()}_H
 
 #include "parameters.h"
 
-void {top}({_ports(io)});
+void {top}({ports(design)});
 
 #endif
 """
 
 
-def _ports(io: str) -> str:
-    return ("const input_t x[N_IN], result_t y[N_OUT]" if io == "parallel"
-            else "qnn::stream<input_token_t> &x, qnn::stream<result_token_t> &y")
+def ports(design: Design) -> str:
+    """The top function's parameters: the input, then one output port per graph output."""
+    if design.io == "parallel":
+        outputs = [f"{port.type_name()} {port.name}[{port.constant('N')}]" for port in design.ports]
+        return ", ".join(["const input_t x[N_IN]", *outputs])
+    outputs = [f"qnn::stream<{port.type_name('token')}> &{port.name}" for port in design.ports]
+    return ", ".join(["qnn::stream<input_token_t> &x", *outputs])
 
 
 def top_cpp(top: str, design: Design, source: str) -> str:
@@ -85,7 +115,7 @@ def top_cpp(top: str, design: Design, source: str) -> str:
     return f"""{HEADER.format(source=source)}#include "{top}.h"
 {includes}
 {stages}QNN_TOP
-void {top}({_ports(design.io)}) {{
+void {top}({ports(design)}) {{
 {body}}}
 """
 
@@ -99,8 +129,8 @@ def _arguments(layer: Layer) -> list[str]:
 
 
 def _parallel_body(design: Design) -> str:
-    lines = ["    QNN_PARTITION(x)", "    QNN_PARTITION(y)", f"    QNN_FUNCTION_PIPELINE({design.interval})",
-             *_storage(design)]
+    lines = ["    QNN_PARTITION(x)", *(f"    QNN_PARTITION({port.name})" for port in design.ports),
+             f"    QNN_FUNCTION_PIPELINE({design.interval})", *_storage(design)]
     for layer in design.layers:
         for edge in layer.outputs:
             variable = design.edge_variable(edge)
@@ -109,7 +139,8 @@ def _parallel_body(design: Design) -> str:
         inputs = [design.edge_variable(edge) for edge in layer.inputs] or ["x"]
         outputs = [design.edge_variable(edge) for edge in layer.outputs]
         lines.append(f"    {layer.ident}::array({', '.join(inputs + outputs + _arguments(layer))});")
-    lines.append(f"    qnn::codes_to_fixed<N_OUT>({design.edge_variable(design.output)}, y);")
+    lines += [f"    qnn::codes_to_fixed<{port.constant('N')}>({design.edge_variable(port.edge)}, {port.name});"
+              for port in design.ports]
     return "\n".join(lines) + "\n"
 
 
@@ -168,8 +199,8 @@ def _stream_body(design: Design) -> str:
         outputs = [design.edge_variable(edge) for edge in layer.outputs]
         calls.append(f"    {layer.ident}_stage({', '.join(inputs + outputs)});")
         calls += clones.get(layer.ident, [])
-    output = design.reader_stream(design.output, "(output)")
-    calls.append(f"    qnn::codes_to_fixed_stage<OUT_TOKEN_SIZE, OUT_TOKENS>({output}, y);")
+    calls += [f"    qnn::codes_to_fixed_stage<{port.constant('TOKEN_SIZE')}, {port.constant('TOKENS')}>"
+              f"({design.reader_stream(port.edge, OUTPUT)}, {port.name});" for port in design.ports]
     return "\n".join(lines + calls) + "\n"
 
 
@@ -187,29 +218,37 @@ def _array(ctype: str, name: str, values) -> str:
     return f"static const {ctype} {name}[{len(values)}] = {{\n    {body}\n}};\n"
 
 
-def bridge_cpp(top: str, io: str, source: str) -> str:
-    """extern "C" entry point for Python (ctypes): integer codes in and out, samples in a loop."""
-    if io == "parallel":
-        call = f"""        input_t x[N_IN];
-        result_t y[N_OUT];
+def bridge_cpp(top: str, design: Design, source: str) -> str:
+    """extern "C" entry point for Python (ctypes): integer codes in and out, samples in a loop.
+    y_codes holds N_OUT codes per sample: every output port's, in the graph's output order."""
+    several = len(design.ports) > 1
+    if design.io == "parallel":
+        declarations = "".join(f"\n        {port.type_name()} {port.name}[{port.constant('N')}];"
+                               for port in design.ports)
+        copies = "".join(f"""
+        for (unsigned o = 0; o < {port.constant('N')}; o++) y_codes[s * N_OUT + {port.at}o] = qnn::to_code<{port.type_name('code')}>({port.name}[o]).to_int64();"""
+                         for port in design.ports)
+        call = f"""        input_t x[N_IN];{declarations}
         for (unsigned i = 0; i < N_IN; i++) x[i] = qnn::from_code<input_t>(input_code_t(x_codes[s * N_IN + i]));
-        {top}(x, y);
-        for (unsigned o = 0; o < N_OUT; o++) y_codes[s * N_OUT + o] = qnn::to_code<result_code_t>(y[o]).to_int64();"""
+        {top}(x, {', '.join(port.name for port in design.ports)});{copies}"""
         setup = ""
     else:
-        setup = "    qnn::stream<input_token_t> in;\n    qnn::stream<result_token_t> out;\n"
+        streams = {port.name: f"out{port.suffix}" if several else "out" for port in design.ports}
+        setup = "    qnn::stream<input_token_t> in;\n" + "".join(
+            f"    qnn::stream<{port.type_name('token')}> {streams[port.name]};\n" for port in design.ports)
+        copies = "".join(f"""
+        for (unsigned t = 0; t < {port.constant('TOKENS')}; t++) {{
+            const {port.type_name('token')} y = {streams[port.name]}.read();
+            for (unsigned o = 0; o < {port.constant('TOKEN_SIZE')}; o++)
+                y_codes[s * N_OUT + {port.at}t * {port.constant('TOKEN_SIZE')} + o] = qnn::to_code<{port.type_name('code')}>(y.data[o]).to_int64();
+        }}""" for port in design.ports)
         call = f"""        for (unsigned t = 0; t < IN_TOKENS; t++) {{
             input_token_t x;
             for (unsigned i = 0; i < IN_TOKEN_SIZE; i++)
                 x.data[i] = qnn::from_code<input_t>(input_code_t(x_codes[s * N_IN + t * IN_TOKEN_SIZE + i]));
             in.write(x);
         }}
-        {top}(in, out);
-        for (unsigned t = 0; t < OUT_TOKENS; t++) {{
-            const result_token_t y = out.read();
-            for (unsigned o = 0; o < OUT_TOKEN_SIZE; o++)
-                y_codes[s * N_OUT + t * OUT_TOKEN_SIZE + o] = qnn::to_code<result_code_t>(y.data[o]).to_int64();
-        }}"""
+        {top}(in, {', '.join(streams.values())});{copies}"""
     return f"""{HEADER.format(source=source)}// The C simulation's entry point for Python (ctypes). Not part of the hardware.
 // It includes the top function's source so g++ compiles the whole design as one unit.
 #include "../firmware/{top}.cpp"

@@ -203,39 +203,51 @@ def _check_destination(path: str | os.PathLike) -> Path:
     return check_output_file(destination)
 
 
-def _torch_outputs(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
+def _torch_outputs(model: torch.nn.Module, inputs: np.ndarray) -> list[np.ndarray]:
+    """The model's output(s): one tensor, or a tuple of them (a model with several outputs)."""
     import torch
     from brevitas.quant_tensor import QuantTensor
 
     with torch.no_grad():
         output = model(torch.from_numpy(inputs))
-    if isinstance(output, QuantTensor):
-        output = output.value
-    if not isinstance(output, torch.Tensor):
-        raise QonnxError(f"the model returns a {type(output).__name__}; export supports one output tensor")
-    return output.numpy()
+    several = isinstance(output, (tuple, list)) and not isinstance(output, QuantTensor)
+    arrays = []
+    for item in output if several else [output]:
+        if isinstance(item, QuantTensor):
+            if several:  # torch.onnx would export its value, scale, zero point and bit width as four outputs
+                raise QonnxError("the model returns a QuantTensor among several outputs: return its .value")
+            item = item.value
+        if not isinstance(item, torch.Tensor):
+            raise QonnxError(f"the model returns a {type(item).__name__}; export supports a tensor or a tuple of "
+                             "tensors")
+        arrays.append(item.numpy())
+    return arrays
 
 
-def _onnx_outputs(model, inputs: np.ndarray) -> np.ndarray:
+def _onnx_outputs(model, inputs: np.ndarray) -> list[np.ndarray]:
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.change_batchsize import ChangeBatchSize
     from qonnx.transformation.infer_shapes import InferShapes
 
     if model.get_tensor_shape(model.graph.input[0].name)[0] != len(inputs):
-        model = model.transform(ChangeBatchSize(len(inputs))).transform(InferShapes())
+        model = model.transform(ChangeBatchSize(len(inputs)))
+        for output in model.graph.output[1:]:  # qonnx's ChangeBatchSize sets the first output's only
+            output.type.tensor_type.shape.dim[0].dim_value = len(inputs)
+        model = model.transform(InferShapes())
     result = execute_onnx(model, {model.graph.input[0].name: inputs})
-    return result[model.graph.output[0].name]
+    return [result[output.name] for output in model.graph.output]
 
 
-def _in_batches(run: Callable, inputs: np.ndarray, batch: int, expected_shape=None) -> np.ndarray:
+def _in_batches(run: Callable, inputs: np.ndarray, batch: int, expected_shapes=None) -> list[np.ndarray]:
     """Run all inputs at once (fast); models that hard-code the batch size run batch by batch."""
     with contextlib.suppress(Exception):
         outputs = run(inputs)
-        if expected_shape is None or outputs.shape == expected_shape:
+        if expected_shapes is None or [output.shape for output in outputs] == expected_shapes:
             return outputs
     import numpy as np
 
-    return np.concatenate([run(inputs[start:start + batch]) for start in range(0, len(inputs), batch)])
+    parts = [run(inputs[start:start + batch]) for start in range(0, len(inputs), batch)]
+    return [np.concatenate(output) for output in zip(*parts)]
 
 
 def _exporter_options() -> dict:
@@ -327,17 +339,23 @@ def export(model: torch.nn.Module, input_shape, path, *, check_samples: int = 25
     max_abs_diff = None
     if check_samples > 0:
         expected = _in_batches(lambda x: _torch_outputs(model, x), inputs, batch)
+        if len(cleaned.graph.output) != len(expected):
+            raise CheckFailed(f"the exported graph has {len(cleaned.graph.output)} outputs, the model returns "
+                              f"{len(expected)}; {destination} was not written")
         try:
-            got = _in_batches(lambda x: _onnx_outputs(cleaned, x), inputs, batch, expected.shape)
+            got = _in_batches(lambda x: _onnx_outputs(cleaned, x), inputs, batch, [e.shape for e in expected])
         except Exception as error:
             raise QonnxError(f"qonnx cannot execute the exported graph: {_one_line(error)}") from error
-        if got.shape != expected.shape:
-            raise CheckFailed(f"onnx output shape {got.shape} differs from torch's {expected.shape}")
-        max_abs_diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
-        tolerance = RELATIVE_TOLERANCE * max(1.0, float(np.max(np.abs(expected))))
-        if not max_abs_diff <= tolerance:  # also catches NaN
-            raise CheckFailed(f"max |onnx - torch| = {max_abs_diff:.3g} on {n_inputs} inputs exceeds "
-                              f"{tolerance:.3g}; {destination} was not written")
+        for name, ours, theirs in zip([o.name for o in cleaned.graph.output], got, expected):
+            where = f" {name}" if len(expected) > 1 else ""
+            if ours.shape != theirs.shape:
+                raise CheckFailed(f"onnx output{where} shape {ours.shape} differs from torch's {theirs.shape}")
+            difference = float(np.max(np.abs(ours.astype(np.float64) - theirs)))
+            tolerance = RELATIVE_TOLERANCE * max(1.0, float(np.max(np.abs(theirs))))
+            if not difference <= tolerance:  # also catches NaN
+                raise CheckFailed(f"max |onnx - torch| = {difference:.3g}{' on output' + where if where else ''} "
+                                  f"on {n_inputs} inputs exceeds {tolerance:.3g}; {destination} was not written")
+            max_abs_diff = difference if max_abs_diff is None else max(max_abs_diff, difference)
 
     _write_atomically(cleaned.model, destination)
     report = ExportReport(destination, max_abs_diff, n_inputs if check_samples > 0 else 0,

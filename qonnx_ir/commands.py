@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,14 @@ def register_run(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="run a lowered model with the bit-exact interpreter",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  qonnx run model.hw.onnx --input x.npy -o y.npy",
+        epilog="examples:\n  qonnx run model.hw.onnx --input x.npy -o y.npy\n"
+               "  qonnx run two_heads.hw.onnx --input x.npy -o y.npz     # several outputs: one .npz\n\n"
+               + OUTPUT_FILES,
     )
     parser.add_argument("model", help="hardware-dialect model (from `qonnx transform`)")
     parser.add_argument("--input", required=True, help="inputs as .npy, shape (N, ...) ")
-    parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.npy)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="where to write the outputs: .npy (one output) or .npz (every output, by name)")
     parser.add_argument("--codes", action="store_true", help="write integer codes instead of real values")
     parser.set_defaults(func=run_command)
 
@@ -99,19 +103,45 @@ def write_npy(path: str, array: np.ndarray) -> None:
     write_atomically(path, lambda stream: np.save(stream, array))
 
 
+OUTPUT_FILES = """-o y.npy writes the output of a model with one output, as an array (N, ...).
+-o y.npz writes every graph output, one array per output named as the model names it
+(numpy.load("y.npz")["logits"]), in the graph's order: a model with several outputs needs it."""
+
+
+def check_outputs_file(path: str, outputs: list[str]) -> None:
+    """-o of a verb that writes a model's outputs (see OUTPUT_FILES), checked before any work."""
+    check_output_file(path)
+    if len(outputs) > 1 and not str(path).endswith(".npz"):
+        raise QonnxError(f"the model has {len(outputs)} outputs ({', '.join(outputs)}): give -o a .npz file, "
+                         "which holds one array per output by name (e.g. -o y.npz)")
+
+
+def write_outputs(path: str, outputs: dict[str, np.ndarray]) -> str:
+    """Write {graph output name: values} as OUTPUT_FILES says (atomically); returns what was written."""
+    if str(path).endswith(".npz"):
+        write_atomically(path, lambda stream: _write_npz(stream, outputs))
+        return f"{path}: " + ", ".join(f"{name} {tuple(values.shape)}" for name, values in outputs.items())
+    (values,) = outputs.values()
+    write_npy(path, values)
+    return f"{path} {tuple(values.shape)}"
+
+
+def _write_npz(stream, arrays: dict[str, np.ndarray]) -> None:
+    """numpy.savez, without its keyword arguments in the way of the names (a name is a member file)."""
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, values in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(values), allow_pickle=False)
+
+
 def run_command(args) -> None:
     from .dialect.graph import HwGraph
-    from .interpreter import execute
+    from .interpreter import by_output, execute
     from .model import load
 
     check_output_file(args.output)
     graph = HwGraph(load(args.model))
+    check_outputs_file(args.output, graph.outputs)
     x = read_inputs(args.input, graph.nodes[0].input_shape)
-    y = execute(graph, x, codes=args.codes)
-    if isinstance(y, dict):
-        raise QonnxError("the model has several outputs: `qonnx run` writes one (use the Python API)")
-    write_npy(args.output, y)
-    print(f"ran {len(y)} samples: {args.output} {tuple(y.shape)}")
-
-
-
+    written = write_outputs(args.output, by_output(graph, execute(graph, x, codes=args.codes)))
+    print(f"ran {len(x)} samples: {written}")

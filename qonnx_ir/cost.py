@@ -116,7 +116,7 @@ _LAYER_OPS = ("MatMul", "Gemm", "Conv")
 # ops between a layer and the quantizer that ends it (bias, BatchNorm, activation, reshapes)
 _PASS_THROUGH = {"Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization", "Identity", "Reshape", "Flatten",
                  "Transpose", "Clip", "Squeeze", "Unsqueeze"}
-_QUANTIZERS = {"Quant", "BipolarQuant", "MultiThreshold", "Trunc"}
+_QUANTIZERS = {"Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc"}
 
 
 def _prepare(model: ModelWrapper) -> ModelWrapper:

@@ -11,8 +11,9 @@ MAX_INITIALIZER_ELEMENTS = 1 << 26  # one constant tensor
 MAX_SAMPLE_ELEMENTS = 1 << 24  # one tensor, per sample (the batch dimension excluded)
 MAX_NODES = 100_000
 MAX_TABLE_ENTRIES = 1 << 16  # softmax and activation tables
+MAX_ACTIVATION_TABLE_BITS = 16  # an activation table has at most 2**16 entries per channel
 MAX_THRESHOLD_BITS = 10  # outputs this wide or narrower may use thresholds (2**10 - 1 per channel)
-MAX_MULTIPLIER_BITS = 32  # requantization multipliers (x * M stays far below 2**62)
+MAX_MULTIPLIER_BITS = 62  # --multiplier-bits: a cap on requantization multipliers (int64 constants)
 MAX_SOFTMAX_EXP_BITS = 24
 MAX_FRAC_BITS = 32  # fraction bits an option may ask for (output, softmax)
 # A quantizer scale must lie in [2**MIN_SCALE_EXPONENT, 2**MAX_SCALE_EXPONENT]: a float32

@@ -1,4 +1,4 @@
-"""Reading qonnx quantizer nodes (Quant, BipolarQuant), with the checks bad files need."""
+"""Reading qonnx quantizer nodes (Quant or its newer name IntQuant, BipolarQuant), with the checks bad files need."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .errors import QonnxError
 from .types import QONNX_ROUNDING, check_bit_width
 from .validate import check_scale
 
-QUANT_OPS = ("Quant", "BipolarQuant")
+QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")  # IntQuant: qonnx >= 0.4's name for Quant (the same op)
 
 
 def attribute(node: NodeProto, name: str, default=None):
@@ -28,7 +28,7 @@ def constant(model: ModelWrapper, tensor: str) -> np.ndarray | None:
 
 
 def quant_parameters(model: ModelWrapper, node: NodeProto) -> dict:
-    """A Quant/BipolarQuant node's parameters, checked: constants, zero point 0, sane bits."""
+    """A Quant/IntQuant/BipolarQuant node's parameters, checked: constants, zero point 0, sane bits."""
     names = ("scale",) if node.op_type == "BipolarQuant" else ("scale", "zeropt", "bitwidth")
     params = {}
     for name, tensor in zip(names, node.input[1:]):

@@ -140,8 +140,8 @@ def _to_float64(model: ModelWrapper) -> ModelWrapper:
         if value_info.type.tensor_type.elem_type == TensorProto.FLOAT:
             value_info.type.tensor_type.elem_type = TensorProto.DOUBLE
     for node in graph.node:
-        if node.op_type == "Quant" and node.domain == "qonnx.custom_op.general":
-            node.domain = FLOAT64_QUANT_DOMAIN
+        if node.op_type in ("Quant", "IntQuant") and node.domain == "qonnx.custom_op.general":
+            node.op_type, node.domain = "Quant", FLOAT64_QUANT_DOMAIN  # IntQuant is Quant's newer name
         elif node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") and \
                 node.domain in ("", "ai.onnx"):
             node.domain = FLOAT64_QUANT_DOMAIN

@@ -26,12 +26,15 @@ from .limits import (MAX_INITIALIZER_ELEMENTS, MAX_NODES, MAX_QUANT_BITS, MAX_SA
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_./:\-\[\]#@+ ]*")
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn")
+HAWQ_DOMAIN = "hawq2qonnx"  # HAWQ's exporter: qonnx's quantizers (and Round, Conv) under its own name
 STANDARD_DOMAINS = ("", "ai.onnx")
 HW_DOMAIN = "qonnx_ir.hw"
-KNOWN_DOMAINS = (*STANDARD_DOMAINS, *QONNX_DOMAINS, HW_DOMAIN)
+KNOWN_DOMAINS = (*STANDARD_DOMAINS, *QONNX_DOMAINS, HAWQ_DOMAIN, HW_DOMAIN)
+QUANTIZER_OPS = ("Quant", "IntQuant", "BipolarQuant", "Trunc")  # IntQuant is qonnx >= 0.4's name for Quant
 OPSET_RANGE = (7, 22)  # default-domain opsets we read (onnx 1.22 knows up to 22)
 # qonnx custom ops: input counts
-QONNX_ARITY = {"Quant": (4,), "IntQuant": (4,), "BipolarQuant": (2,), "Trunc": (5, 6), "MultiThreshold": (2,)}
+QONNX_ARITY = {"Quant": (4,), "IntQuant": (4,), "BipolarQuant": (2,), "Trunc": (5, 6), "MultiThreshold": (2,),
+               "Round": (1,), "Conv": (2, 3)}  # the last two: HAWQ's spelling of the standard ops
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 _ITEM_BYTES = {TensorProto.FLOAT: 4, TensorProto.DOUBLE: 8, TensorProto.FLOAT16: 2, TensorProto.INT8: 1,
                TensorProto.UINT8: 1, TensorProto.INT16: 2, TensorProto.UINT16: 2, TensorProto.INT32: 4,
@@ -287,7 +290,7 @@ def _check_numbers(graph, constants) -> None:
     for index, node in enumerate(graph.node):
         where = node_label(node, index)
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.domain in QONNX_DOMAINS and node.op_type in ("Quant", "IntQuant", "BipolarQuant", "Trunc"):
+        if node.domain in (*QONNX_DOMAINS, HAWQ_DOMAIN) and node.op_type in QUANTIZER_OPS:
             scale = _parameter(producers, constants, node, index, 1, "scale")
             if scale is not None:
                 check_scale(np.asarray(scale, dtype=np.float64), node.op_type, where)

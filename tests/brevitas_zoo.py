@@ -207,16 +207,19 @@ def float64_forward(model: nn.Module, x: np.ndarray) -> np.ndarray:
     model64 = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         y = model64(torch.as_tensor(np.asarray(x, dtype=np.float64)))
+    if isinstance(y, tuple):  # a model with several outputs: one array each
+        return tuple(getattr(part, "value", part).numpy() for part in y)
     y = getattr(y, "value", y)  # QuantTensor -> Tensor
     return y.numpy()
 
 
-def export_qonnx_file(model: nn.Module, in_features: int, path) -> Path:
-    """Export `model` to one self-contained QONNX file at `path` (TorchScript exporter)."""
+def export_qonnx_file(model: nn.Module, in_features: int, path, **options) -> Path:
+    """Export `model` to one self-contained QONNX file at `path` (TorchScript exporter); options
+    go to brevitas' export_qonnx (e.g. output_names)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     export_qonnx(model.eval(), input_t=torch.randn(1, in_features), export_path=str(path),
-                 dynamo=False)
+                 dynamo=False, **options)
     # Fold any external-data side files back into the one .onnx file.
     proto = onnx.load(str(path), load_external_data=True)
     onnx.save_model(proto, str(path), save_as_external_data=False)

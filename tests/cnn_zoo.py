@@ -15,6 +15,10 @@ Model layout (``make_cnn``)::
              then a quantizer (for add)
     Flatten (PyTorch's channels-first order) -> QuantLinear without bias (logits, unquantized)
 
+head="early_exit" gives the model three outputs, (block 1's pooled image, early logits from a
+QuantLinear on that image, the final logits): the pooled image fans out to the graph output,
+the early head and block 2.
+
 1-D models use QuantConv1d, MaxPool1d and AvgPool1d on (N, C, L) inputs.
 """
 
@@ -65,7 +69,8 @@ class CnnConfig:
     dilation: int = 1  # block 1's convolution
     zeropad: bool = False  # nn.ZeroPad2d / ConstantPad1d(1) in front of block 2 (whose conv then pads nothing)
     upsample: bool = False  # nearest upsampling by 2 after the pooling
-    head: str = "dense"  # "dense": Flatten -> QuantLinear; "image": the quantized image of block 2 is the output
+    head: str = "dense"  # "dense": Flatten -> QuantLinear; "image": the quantized image of block 2 is the output;
+    # "early_exit": outputs (pooled image of block 1, early logits on it, final logits)
     seed: int = 0
 
     @property
@@ -77,8 +82,8 @@ class CnnConfig:
         parts += [f"bias-{self.bias}"] if self.bias != "quant" else []
         parts += [f"join-{self.join}"] if self.join != "none" else []
         parts += [f"d{self.dilation}"] if self.dilation != 1 else []
-        parts += [name for name, on in (("zeropad", self.zeropad), ("up", self.upsample), ("image", self.head == "image"))
-                  if on]
+        parts += [name for name, on in (("zeropad", self.zeropad), ("up", self.upsample), ("image", self.head == "image"),
+                                        ("exit", self.head == "early_exit")) if on]
         parts += [f"seed{self.seed}"] if self.seed else []
         return "-".join(parts)
 
@@ -140,6 +145,7 @@ class _Cnn(nn.Module):
         self.act2 = nn.Identity()
         self.join_quant = nn.Identity()
         self.fc = None
+        self.fc_early = None
 
     def _pool(self) -> nn.Module:
         config, dims = self.config, self.config.dims
@@ -154,6 +160,10 @@ class _Cnn(nn.Module):
         return nn.Identity()
 
     def blocks(self, x):
+        return self.pooled_and_blocks(x)[1]
+
+    def pooled_and_blocks(self, x):
+        """(block 1's pooled image, the output of the blocks)."""
         x = self.input(x)
         a = self.act1(self.bn1(self.conv1(x)))
         p = self.pool(a)
@@ -162,16 +172,20 @@ class _Cnn(nn.Module):
         p = self.upsample(p)
         b = self.act2(self.bn2(self.conv2(self.zeropad(p))))
         if self.config.join == "add":
-            return self.join_quant(getattr(p, "value", p) + getattr(b, "value", b))
+            return p, self.join_quant(getattr(p, "value", p) + getattr(b, "value", b))
         if self.config.join == "concat":
-            return torch.cat([getattr(p, "value", p), getattr(b, "value", b)], dim=1)
-        return b
+            return p, torch.cat([getattr(p, "value", p), getattr(b, "value", b)], dim=1)
+        return p, b
 
     def forward(self, x):
-        y = self.blocks(x)
+        p, y = self.pooled_and_blocks(x)
         if self.config.head == "image":
             return getattr(y, "value", y)
-        return self.fc(torch.flatten(getattr(y, "value", y), 1))
+        logits = self.fc(torch.flatten(getattr(y, "value", y), 1))
+        if self.config.head == "early_exit":
+            p = getattr(p, "value", p)
+            return p, self.fc_early(torch.flatten(p, 1)), logits
+        return logits
 
 
 def _threshold(pre: torch.Tensor, config: CnnConfig, signed: bool) -> float:
@@ -228,23 +242,34 @@ def make_cnn(config: CnnConfig) -> nn.Module:
         y = model.blocks(x)
         if config.head == "image":
             return model.eval()
-        features = torch.flatten(getattr(y, "value", y), 1).shape[1]
-        model.fc = QuantLinear(features, 3, weight_quant=Int8WeightPerTensorFixedPoint,
-                               weight_bit_width=config.weight_bits, bias=False, return_quant_tensor=False).eval()
-        weight = rng.standard_normal((3, features)) / math.sqrt(features)
-        target = (1 - 2.0**-8) * 2.0 ** np.ceil(np.log2(np.abs(weight).max()))
-        model.fc.weight.data = torch.from_numpy(weight * target / np.abs(weight).max()).float()
+        model.fc = _logits(config, torch.flatten(getattr(y, "value", y), 1).shape[1], rng)
+        if config.head == "early_exit":
+            model.fc_early = _logits(config, torch.flatten(getattr(p, "value", p), 1).shape[1], rng)
     return model.eval()
 
 
-def float64_forward(model: nn.Module, x: np.ndarray) -> np.ndarray:
+def _logits(config: CnnConfig, features: int, rng) -> nn.Module:
+    """A QuantLinear to 3 unquantized logits, without bias."""
+    layer = QuantLinear(features, 3, weight_quant=Int8WeightPerTensorFixedPoint,
+                        weight_bit_width=config.weight_bits, bias=False, return_quant_tensor=False).eval()
+    weight = rng.standard_normal((3, features)) / math.sqrt(features)
+    target = (1 - 2.0**-8) * 2.0 ** np.ceil(np.log2(np.abs(weight).max()))
+    layer.weight.data = torch.from_numpy(weight * target / np.abs(weight).max()).float()
+    return layer
+
+
+def float64_forward(model: nn.Module, x: np.ndarray):
+    """The model's output in float64 (a tuple of arrays for a model with several outputs)."""
     model64 = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         y = model64(torch.as_tensor(np.asarray(x, dtype=np.float64)))
+    if isinstance(y, tuple):
+        return tuple(getattr(part, "value", part).numpy() for part in y)
     return getattr(y, "value", y).numpy()
 
 
-def export_cnn_file(model: nn.Module, config: CnnConfig, path):
+def export_cnn_file(model: nn.Module, config: CnnConfig, path, **options):
+    """Export to one self-contained QONNX file; options go to brevitas' export_qonnx (e.g. output_names)."""
     from pathlib import Path
 
     import onnx
@@ -252,7 +277,8 @@ def export_cnn_file(model: nn.Module, config: CnnConfig, path):
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    export_qonnx(model.eval(), input_t=torch.randn(1, *config.input_shape), export_path=str(path), dynamo=False)
+    export_qonnx(model.eval(), input_t=torch.randn(1, *config.input_shape), export_path=str(path), dynamo=False,
+                 **options)
     proto = onnx.load(str(path), load_external_data=True)
     onnx.save_model(proto, str(path), save_as_external_data=False)
     return path

@@ -460,7 +460,7 @@ CASES: dict[str, Case] = {
     "output-verify-file": Case("verify", output=lambda p: (p.write_text("x") and p), extra=["--samples", "5"],
                                fragments=("not a directory",)),
     # ---- options -------------------------------------------------------------------------------
-    "option-multiplier-bits-64": Case("transform", "tfc", extra=["--multiplier-bits", "64"], fragments=("--multiplier-bits", "2..32")),
+    "option-multiplier-bits-64": Case("transform", "tfc", extra=["--multiplier-bits", "64"], fragments=("--multiplier-bits", "2..62")),
     "option-softmax-exp-bits-100": Case("transform", extra=["--softmax-exp-bits", "100"], fragments=("--softmax-exp-bits", "1..24")),
     "option-threshold-max-bits-32": Case("transform", "tfc", extra=["--threshold-max-bits", "32"],
                                          fragments=("--threshold-max-bits", "0..10")),

@@ -3,4 +3,4 @@
 from .base import Context, LoweringOptions, Pass, Report
 from .pipelines import PASSES, PIPELINES, lower, run_passes
 
-__all__ = ["Context", "LoweringOptions", "PASSES", "PIPELINES", "Pass", "Report", "lower", "run_passes"]
+__all__ = ["PASSES", "PIPELINES", "Context", "LoweringOptions", "Pass", "Report", "lower", "run_passes"]

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qonnx_ir.errors import QonnxError
-from qonnx_ir.limits import (MAX_FRAC_BITS, MAX_MULTIPLIER_BITS, MAX_QUANT_BITS, MAX_SOFTMAX_EXP_BITS,
-                             MAX_TABLE_ENTRIES, MAX_THRESHOLD_BITS)
+from qonnx_ir.errors import CheckFailed, QonnxError
+from qonnx_ir.limits import (
+    MAX_ACTIVATION_TABLE_BITS,
+    MAX_FRAC_BITS,
+    MAX_MULTIPLIER_BITS,
+    MAX_QUANT_BITS,
+    MAX_SOFTMAX_EXP_BITS,
+    MAX_TABLE_ENTRIES,
+    MAX_THRESHOLD_BITS,
+)
 from qonnx_ir.types import FixedType
 
 # option -> (lowest, highest) allowed: beyond these a result would not stay exact or sane
 OPTION_RANGES = {
     "multiplier_bits": (2, MAX_MULTIPLIER_BITS),
     "threshold_max_bits": (0, MAX_THRESHOLD_BITS),
+    "activation_table_bits": (1, MAX_ACTIVATION_TABLE_BITS),
     "output_frac_bits": (0, MAX_FRAC_BITS),
     "softmax_table_size": (4, MAX_TABLE_ENTRIES),
     "softmax_exp_bits": (1, MAX_SOFTMAX_EXP_BITS),
 }
+OPTIONAL = ("multiplier_bits",)  # None: no limit (exact)
 SOFTMAX_CHOICES = ("table", "drop")
 
 
@@ -28,11 +38,16 @@ class LoweringOptions:
 
     # The type of a graph input that has no quantizer (hls4ml's default is <16,6> too).
     input_type: FixedType = FixedType(16, 6, True)
-    # Precision of requantization multipliers (bits of the largest |multiplier|).
-    multiplier_bits: int = 32
+    # Precision of requantization multipliers (bits of the largest |multiplier|). None: whatever
+    # the exact multiplier needs (it is proven exact); a number caps it, approximating (a WARNING)
+    # where the exact one needs more.
+    multiplier_bits: int | None = None
     # Non power-of-two requantizations to at most this many output bits use thresholds,
     # which reproduce the float graph exactly; wider outputs use multiplier and shift.
     threshold_max_bits: int = 4
+    # An activation function (Sigmoid, Tanh, LeakyRelu, ...) on an input of at most 2**this codes
+    # becomes a table with one entry per input code (exact); wider inputs a segmented table (a WARNING).
+    activation_table_bits: int = 12
     # Fraction bits of an output that has no quantizer after a float rescale.
     output_frac_bits: int = 16
     # Softmax at the output: "table" implements it, "drop" removes it (argmax unchanged).
@@ -44,6 +59,8 @@ class LoweringOptions:
     def __post_init__(self):
         for name, (low, high) in OPTION_RANGES.items():
             value = getattr(self, name)
+            if value is None and name in OPTIONAL:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise QonnxError(f"--{option_flag(name)} must be a whole number in {low}..{high} (got {value!r})")
         if self.softmax not in SOFTMAX_CHOICES:
@@ -95,6 +112,44 @@ class Report:
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
+
+
+WARNINGS_KEY = "hw_warnings"  # metadata of a lowered model: its lowering's warnings (JSON list), if any
+
+
+def record_warnings(model, report: Report) -> None:
+    """Keep the deviations with the lowered model, so `qonnx hls --strict` on the file still knows them."""
+    props = model.model.metadata_props
+    for entry in [p for p in props if p.key == WARNINGS_KEY]:
+        props.remove(entry)
+    if report.warnings:
+        entry = props.add()
+        entry.key, entry.value = WARNINGS_KEY, json.dumps(report.warnings)
+
+
+def recorded_warnings(model) -> list[str]:
+    proto = getattr(model, "model", model)
+    for entry in proto.metadata_props:
+        if entry.key == WARNINGS_KEY:
+            try:
+                value = json.loads(entry.value)
+            except ValueError:
+                raise QonnxError(f"metadata {WARNINGS_KEY} is not a JSON list of strings") from None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise QonnxError(f"metadata {WARNINGS_KEY} is not a JSON list of strings")
+            return value
+    return []
+
+
+def warning_line(warnings: list[str]) -> str:
+    return f"WARNING: the lowering is not exact in {len(warnings)} place(s): {warnings[0]}" + (
+        f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else "")
+
+
+def check_strict(warnings: list[str], strict: bool) -> None:
+    """--strict: a lowering that is not exact fails the command (exit 1), before anything is written."""
+    if strict and warnings:
+        raise CheckFailed(f"--strict: {warning_line(warnings)[len('WARNING: '):]}")
 
 
 @dataclass

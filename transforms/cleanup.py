@@ -21,7 +21,8 @@ from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import check_quantizer
 
 from .base import Pass
-from .graph import QUANT_OPS, attribute, constant, fresh_name, replace_node
+from .float_chain import ELEMENTWISE
+from .graph import QUANT_OPS, attribute, constant, fresh_name, quantized_constant, replace_node
 
 # Ops the preparation folds away (shape plumbing, constants) or that only move data; the
 # lowering passes add what they lower (their `consumes`). Anything else is refused up front.
@@ -149,8 +150,8 @@ class FoldInputPlumbing(Pass):
         folded = folded.transform(FoldConstants(exclude_op_types=list(QUANT_OPS)), make_deepcopy=False, cleanup=False)
         changed = _replace_proto(model, folded)
         for node in list(model.graph.node):
-            if node.op_type != "Reshape":
-                continue
+            if node.op_type != "Reshape" or quantized_constant(model, node.output[0]) is not None:
+                continue  # a quantized weight's Reshape is read by the layer's lowering
             target = constant(model, node.input[1])
             if target is None:
                 raise QonnxError("Reshape with a shape computed at run time: export with a fixed input shape", node=node.name)
@@ -225,15 +226,51 @@ class CheckLowered(Pass):
     def apply(self, model, context):
         left = [node for node in model.graph.node if not is_hw(node)]
         if left:
-            first = left[0]
-            reasons = [line for line in context.skipped if line.startswith(first.name + ":")]
-            why = reasons[-1].split(": ", 1)[1] if reasons else "no lowering rule matched it"
-            others = f" (also left: {', '.join(repr(n.name) for n in left[1:6])}{', ...' if len(left) > 6 else ''})" \
-                if len(left) > 1 else ""
+            first, why = _blocker(model, left, context)
+            rest = [n for n in left if n is not first]
+            others = f" (also left: {', '.join(repr(n.name) for n in rest[:5])}{', ...' if len(rest) > 5 else ''})" \
+                if rest else ""
             raise QonnxError(f"{first.op_type} could not be lowered: {why}{others}", node=first.name)
         changed = _finish(model)
         HwGraph(model)
         return changed
+
+
+def _blocker(model: ModelWrapper, left: list, context) -> tuple:
+    """(the node where lowering stopped, why): the first node left over that reads a lowered
+    tensor, past any float ops that were waiting for a quantizer after it."""
+    def reason(node, default="no lowering rule matched it"):
+        reasons = [line for line in context.skipped if line.startswith(node.name + ":")]
+        return reasons[-1].split(": ", 1)[1] if reasons else default
+
+    for node in left:
+        if not any(read_edge_type(model, name) is not None for name in node.input):
+            continue
+        floats = []
+        while node.op_type in ELEMENTWISE:
+            floats.append(node)
+            consumers = model.find_consumers(node.output[0])
+            if len(consumers) != 1 or is_hw(consumers[0]):
+                names = ", ".join(repr(n.name) for n in floats)
+                return floats[0], (f"the float ops {names} after a lowered tensor reach no quantizer: end them with "
+                                   "an activation quantizer (Quant) or the graph output")
+            node = consumers[0]
+        if floats:
+            if node.op_type in _read_by_ingest() and reason(node, None):  # e.g. a Round that is no quantizer
+                return node, reason(node, None)
+            names = ", ".join(repr(n.name) for n in floats)
+            return node, (f"its input comes from float ops ({names}) with no quantizer in between: quantize that "
+                          f"tensor before {node.op_type}")
+        return node, reason(node)
+    return left[0], reason(left[0])
+
+
+def _read_by_ingest() -> set[str]:
+    """Op types that only the ingest passes read: their recorded reason is why such a node stayed."""
+    from .pipelines import INGEST, LOWERINGS  # the pass lists import this module
+
+    lowered = {op for step in LOWERINGS for op in step.consumes}
+    return {op for step in INGEST for op in step.consumes} - lowered
 
 
 def _finish(model: ModelWrapper) -> bool:

@@ -15,7 +15,17 @@ from qonnx_ir.files import check_output_file
 from qonnx_ir.model import load, save
 from qonnx_ir.types import FixedType
 
-from .base import OPTION_RANGES, LoweringOptions, SOFTMAX_CHOICES, Context, check_port_type, option_flag
+from .base import (
+    OPTION_RANGES,
+    SOFTMAX_CHOICES,
+    Context,
+    LoweringOptions,
+    check_port_type,
+    check_strict,
+    option_flag,
+    record_warnings,
+    warning_line,
+)
 from .pipelines import PASSES, PIPELINES, run_passes
 
 EXAMPLE = """examples:
@@ -74,13 +84,20 @@ def add_lowering_arguments(parser, title: str = "lowering options") -> None:
     group.add_argument("--softmax", choices=SOFTMAX_CHOICES, default=defaults.softmax,
                        help="terminal softmax: table implementation or drop it (argmax unchanged)")
     for name, what in (("softmax_table_size", "entries of the exp table"), ("softmax_exp_bits", "bits of exp(0)"),
-                       ("multiplier_bits", "bits of a requantization multiplier"),
+                       ("multiplier_bits", "cap on the bits of a requantization multiplier; where the exact "
+                                           "multiplier needs more, an approximate one is used (a WARNING)"),
                        ("threshold_max_bits", "outputs of at most this many bits use thresholds"),
+                       ("activation_table_bits", "activation functions on inputs of at most 2**this codes "
+                                                 "become exact tables"),
                        ("output_frac_bits", "fraction bits of an output without quantizer")):
         low, high = OPTION_RANGES[name]
-        group.add_argument(f"--{option_flag(name)}", type=_bounded(name), default=getattr(defaults, name),
-                           help=f"{what} ({low}..{high}, default %(default)s)")
+        default = getattr(defaults, name)
+        shown = "none: exact" if default is None else "%(default)s"
+        group.add_argument(f"--{option_flag(name)}", type=_bounded(name), default=default,
+                           help=f"{what} ({low}..{high}, default {shown})")
     group.add_argument("--softmax-out-type", type=_port_type("softmax-out-type"), default=defaults.softmax_out_type)
+    group.add_argument("--strict", action="store_true",
+                       help="fail (exit 1, nothing written) if the lowering is not exact anywhere")
 
 
 def options_from(args) -> LoweringOptions:
@@ -141,13 +158,17 @@ def transform_command(args) -> None:
         if not lowered:
             raise QonnxError("--reuse and --strategy apply to a lowered graph (run the lower pipeline)")
         apply_knobs(model, Knobs(reuse_factor=args.reuse, strategy=args.strategy, source="--reuse/--strategy"))
+    warnings = context.report.warnings
+    if warnings:
+        print(warning_line(warnings))
+    if context.report.lines:
+        print(context.report)
+    check_strict(warnings, args.strict)
+    if lowered:
+        record_warnings(model, context.report)
     summary = deviation_summary(original, model, check_x, args) if lowered and (
         check_x is not None or args.check_samples > 0) else None
     save(model, args.output)
-    if context.report.warnings:
-        print(f"WARNING: the lowering is not exact in {len(context.report.warnings)} place(s); see below")
-    if context.report.lines:
-        print(context.report)
     print(f"wrote {args.output} ({len(model.graph.node)} nodes)")
     if summary:
         print(summary)

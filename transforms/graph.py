@@ -7,13 +7,36 @@ from onnx import NodeProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.intquant import int_quant
 
-from qonnx_ir.dialect import DOMAIN, OPSET, EdgeType, is_hw, read_edge_type, write_edge_type
+from qonnx_ir.dialect import (
+    DOMAIN,
+    OPSET,
+    EdgeType,
+    is_hw,
+    read_edge_type,
+    write_edge_type,
+)
 from qonnx_ir.dialect.builder import add_constant
+from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import QUANT_OPS, attribute, constant, quant_parameters
 
-__all__ = ["QUANT_OPS", "attribute", "constant", "quant_parameters", "is_hw", "typed", "set_edge",
-           "add_constant", "single_consumer", "quantized_constant", "rewire", "remove_nodes", "insert_after",
-           "fresh_name", "remove_dead_nodes", "replace_node"]
+__all__ = [
+    "QUANT_OPS",
+    "add_constant",
+    "attribute",
+    "constant",
+    "fresh_name",
+    "insert_after",
+    "is_hw",
+    "quant_parameters",
+    "quantized_constant",
+    "remove_dead_nodes",
+    "remove_nodes",
+    "replace_node",
+    "rewire",
+    "set_edge",
+    "single_consumer",
+    "typed",
+]
 
 
 def typed(model: ModelWrapper, tensor: str) -> EdgeType | None:
@@ -38,13 +61,16 @@ def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
 def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
     """(integer codes, scale broadcast to the codes' shape, parameters) of Quant(constant).
 
-    Follows a Transpose of the quantized constant. None if the tensor is not one.
-    Codes follow qonnx's Quant semantics evaluated in float64.
+    Follows any Transpose and Reshape (constant shape) after the quantizer, applying each to the
+    codes and the broadcast scale alike: Quant is elementwise, so moving or regrouping elements
+    before or after it gives the same values. A Reshape must leave the scale per tensor or
+    varying along one axis (it keeps the channel axis), else it mixes channels and is refused.
+    None if the tensor is not one. Codes follow qonnx's Quant semantics evaluated in float64.
     """
+    views = []
     producer = model.find_producer(tensor)
-    perm = None
-    if producer is not None and producer.op_type == "Transpose":
-        perm = attribute(producer, "perm") or "reverse"  # ONNX: no perm reverses the axes
+    while producer is not None and producer.op_type in ("Transpose", "Reshape"):
+        views.append(producer)
         producer = model.find_producer(producer.input[0])
     if producer is None or producer.op_type not in QUANT_OPS:
         return None
@@ -60,10 +86,42 @@ def quantized_constant(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np
                                 params["rounding"])
         codes = np.round(dequantized / scale)
     scale = np.broadcast_to(scale, codes.shape)
-    if perm is not None:
-        axes = None if perm == "reverse" else perm
-        codes, scale = np.transpose(codes, axes), np.transpose(scale, axes)
+    for view in reversed(views):
+        if view.op_type == "Transpose":
+            axes = attribute(view, "perm") or None  # ONNX: no perm reverses the axes
+            codes, scale = np.transpose(codes, axes), np.transpose(scale, axes)
+            continue
+        shape = _reshape_target(model, view, codes.shape)
+        if shape is None:
+            return None
+        codes, scale = codes.reshape(shape), scale.reshape(shape)
+        varying = [axis for axis in range(scale.ndim) if np.any(scale != np.take(scale, [0], axis=axis))]
+        if len(varying) > 1:
+            raise QonnxError(f"Reshape of a per-channel quantized constant to {list(shape)} mixes its channels (the "
+                             "scale varies along several axes): reshape the weights before quantizing them",
+                             node=view.name)
     return codes.astype(np.int64), np.asarray(scale), params
+
+
+def _reshape_target(model: ModelWrapper, node: NodeProto, shape: tuple[int, ...]) -> list[int] | None:
+    """ONNX Reshape's output shape (0 copies the input's dimension unless allowzero, -1 is inferred)."""
+    target = constant(model, node.input[1])
+    if target is None:
+        return None
+    dims = [int(d) for d in target.ravel()]
+    if not attribute(node, "allowzero", 0):
+        dims = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(dims)]
+    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        raise QonnxError(f"Reshape to {dims} is not a valid shape", node=node.name)
+    known = int(np.prod([d for d in dims if d != -1]))
+    total = int(np.prod(shape))
+    if -1 in dims:
+        if known == 0 or total % known:
+            raise QonnxError(f"Reshape of {list(shape)} to {dims}: the sizes do not match", node=node.name)
+        dims[dims.index(-1)] = total // known
+    if int(np.prod(dims)) != total:
+        raise QonnxError(f"Reshape of {list(shape)} to {dims}: the sizes do not match", node=node.name)
+    return dims
 
 
 def rewire(model: ModelWrapper, old: str, new: str) -> None:

@@ -12,6 +12,7 @@ Padding becomes its own Pad node, so the convolution itself never reads outside 
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper, numpy_helper
 
 from qonnx_ir.dialect import GraphView
 from qonnx_ir.errors import QonnxError
@@ -19,8 +20,18 @@ from qonnx_ir.ops.conv import Conv
 from qonnx_ir.ops.pad import Pad
 
 from .base import Context, Pass
-from .graph import (add_constant, attribute, constant, fresh_name, is_hw, quantized_constant, remove_dead_nodes,
-                    replace_node, set_edge, single_consumer, typed)
+from .graph import (
+    add_constant,
+    attribute,
+    fresh_name,
+    is_hw,
+    quantized_constant,
+    remove_dead_nodes,
+    replace_node,
+    set_edge,
+    single_consumer,
+    typed,
+)
 from .layout import window_attributes
 from .weights import add_bias, constant_or_quantized, weight_type
 
@@ -71,9 +82,8 @@ def _lower(model, node, x, context) -> None:
     weight_type_, weight_gain = weight_type(params, per_channel[:, 0])
     weight_name = add_constant(model, fresh_name(model, f"{name}/weight"), weight_codes, weight_type_, weight_gain)
     removed, output = [], node.output[0]
-    bias_real, bias_is_float = None, False
+    bias_real, follower = None, None
     if len(node.input) > 2 and node.input[2]:
-        bias_is_float = constant(model, node.input[2]) is not None
         bias_real = constant_or_quantized(model, node.input[2])
         if bias_real is None:
             raise QonnxError("the Conv bias is neither a constant nor a quantized constant", node=name)
@@ -83,9 +93,7 @@ def _lower(model, node, x, context) -> None:
             other = follower.input[1] if follower.input[0] == output else follower.input[0]
             value = constant_or_quantized(model, other)
             if value is not None and value.size == codes.shape[0]:
-                bias_real, bias_is_float = value.reshape(-1), constant(model, other) is not None
-                removed.append(follower)
-                output = follower.output[0]
+                bias_real = value.reshape(-1)
     source = node.input[0]
     if any(pads):
         padded = fresh_name(model, f"{source}_padded")
@@ -96,8 +104,25 @@ def _lower(model, node, x, context) -> None:
     inputs = [source, weight_name]
     if bias_real is not None:
         acc_gain = float(x.gain[0]) * np.broadcast_to(weight_gain, (codes.shape[0],))
-        inputs.append(add_bias(model, name, np.broadcast_to(bias_real.reshape(-1), (codes.shape[0],)), bias_is_float,
-                               x.type.frac_bits + weight_type_.frac_bits, acc_gain, context))
+        bias = add_bias(model, name, np.broadcast_to(bias_real.reshape(-1), (codes.shape[0],)),
+                        x.type.frac_bits + weight_type_.frac_bits, acc_gain)
+        if bias is not None:
+            inputs.append(bias)
+            if follower is not None:
+                removed.append(follower)
+                output = follower.output[0]
+        else:  # a float bias stays a float Add after the convolution, for the requantization to absorb
+            if follower is None:
+                accumulator = fresh_name(model, f"{output}_acc")
+                bias_name = fresh_name(model, f"{name}/float_bias")
+                value = np.asarray(bias_real, np.float64).reshape(-1)
+                exact32 = np.array_equal(value.astype(np.float32), value)  # float64 keeps a quantized bias exact
+                model.graph.initializer.append(numpy_helper.from_array(
+                    value.astype(np.float32) if exact32 else value, bias_name))
+                add = helper.make_node("Add", [accumulator, bias_name], [output], name=f"{name}/float_bias")
+                model.graph.node.insert(list(model.graph.node).index(node) + 1, add)
+                output = accumulator
+            context.report.add(name, "float bias kept as a float Add for the requantization to absorb exactly")
     conv = Conv.make(name, inputs, [output], strides=list(strides), dilations=list(dilations), groups=groups)
     replace_node(model, node, conv, removed)
     (acc,) = Conv(conv, GraphView(model)).infer()

@@ -6,9 +6,9 @@
 The weight constant gets its own type: a power-of-two scale 2**-f (per tensor, or per
 channel as 2**-f times a power-of-two gain) is exact as fixed<bits, bits-f>; any other
 scale stays a gain. acc's type then follows (Dense.infer: lsb_x * lsb_w, gain g * gain_w,
-the narrowest range by interval analysis). The bias is put on acc's grid:
-b_code = round_half_even(b / (lsb * gain)); that is exact for a bias quantized with scale
-s_x * s_w (Brevitas' bias quantizers); a float bias is rounded and the deviation reported.
+the narrowest range by interval analysis). A bias on acc's grid (b / (lsb * gain) a whole number,
+as for a bias quantized with scale s_x * s_w, Brevitas' bias quantizers) becomes Dense's bias; a
+float bias stays a float Add, which the requantization after it evaluates exactly.
 """
 
 from __future__ import annotations
@@ -18,9 +18,18 @@ import numpy as np
 from qonnx_ir.dialect import EdgeType, GraphView
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.dense import Dense
+
 from .base import Context, Pass
-from .graph import (add_constant, constant, fresh_name, quantized_constant, remove_dead_nodes, replace_node, set_edge,
-                    single_consumer, typed)
+from .graph import (
+    add_constant,
+    fresh_name,
+    quantized_constant,
+    remove_dead_nodes,
+    replace_node,
+    set_edge,
+    single_consumer,
+    typed,
+)
 from .weights import add_bias, constant_or_quantized, weight_type
 
 
@@ -59,24 +68,26 @@ class LowerDense(Pass):
             raise QonnxError(f"weights of shape {codes.shape} do not fit an input of {x.shape[0]} values", node=node.name)
         weight_type_, weight_gain = weight_type(params, scale[0])
         removed, output = [node], node.output[0]
-        bias_real, bias_is_float, bias_node = None, False, single_consumer(model, node.output[0])
+        bias_real, bias_node = None, single_consumer(model, node.output[0])
         if bias_node is not None and bias_node.op_type == "Add":
             other = bias_node.input[1] if bias_node.input[0] == output else bias_node.input[0]
-            bias_is_float = constant(model, other) is not None
             bias_real = constant_or_quantized(model, other)
             if bias_real is not None:
                 if bias_real.size not in (1, codes.shape[1]):
                     raise QonnxError(f"bias of shape {bias_real.shape} for {codes.shape[1]} outputs", node=bias_node.name)
                 bias_real = np.broadcast_to(bias_real.reshape(-1), (codes.shape[1],))
-                removed.append(bias_node)
-                output = bias_node.output[0]
         name = node.name
         weight_name = add_constant(model, fresh_name(model, f"{name}/weight"), codes, weight_type_, weight_gain)
         inputs = [node.input[0], weight_name]
         if bias_real is not None:  # on the accumulator grid: lsb_x * lsb_w, gain g * gain_w (Dense.infer)
             acc_gain = float(x.gain[0]) * np.broadcast_to(weight_gain, (codes.shape[1],))
-            inputs.append(add_bias(model, name, bias_real, bias_is_float, x.type.frac_bits + weight_type_.frac_bits,
-                                   acc_gain, context))
+            bias = add_bias(model, name, bias_real, x.type.frac_bits + weight_type_.frac_bits, acc_gain)
+            if bias is not None:
+                inputs.append(bias)
+                removed.append(bias_node)
+                output = bias_node.output[0]
+            else:  # a float bias stays a float Add: the requantization after it takes it exactly
+                context.report.add(name, "float bias kept as a float Add for the requantization to absorb exactly")
         dense = Dense.make(name, inputs, [output])
         replace_node(model, node, dense, removed[1:])
         (acc,) = Dense(dense, GraphView(model)).infer()

@@ -19,7 +19,15 @@ from qonnx_ir.ops.input_quant import InputQuant, to_channels_last
 from qonnx_ir.types import quant_type
 
 from .base import Context, Pass
-from .graph import QUANT_OPS, constant, fresh_name, quant_parameters, remove_nodes, set_edge, single_consumer
+from .graph import (
+    QUANT_OPS,
+    constant,
+    fresh_name,
+    quant_parameters,
+    remove_nodes,
+    set_edge,
+    single_consumer,
+)
 
 _AFFINE = ("Mul", "Add", "Sub", "Div")
 

@@ -17,7 +17,15 @@ from qonnx_ir.ops.pad import Pad
 from qonnx_ir.ops.upsample import Upsample
 
 from .base import Context, Pass
-from .graph import attribute, constant, remove_nodes, replace_node, rewire, set_edge, typed
+from .graph import (
+    attribute,
+    constant,
+    remove_nodes,
+    replace_node,
+    rewire,
+    set_edge,
+    typed,
+)
 
 
 def _standard(model, op_type):

@@ -17,14 +17,22 @@ import math
 
 import numpy as np
 
-from qonnx_ir.types import FixedType
-
 from qonnx_ir.dialect import EdgeType
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.softmax import Softmax
+from qonnx_ir.types import FixedType
 
 from .base import Context, Pass
-from .graph import add_constant, attribute, fresh_name, is_hw, remove_nodes, replace_node, set_edge, typed
+from .graph import (
+    add_constant,
+    attribute,
+    fresh_name,
+    is_hw,
+    remove_nodes,
+    replace_node,
+    set_edge,
+    typed,
+)
 
 GUARD_BITS = 4  # the reciprocal's extra bits: it costs at most 2**-4 of an output lsb
 

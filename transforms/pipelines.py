@@ -6,23 +6,42 @@ from collections.abc import Mapping
 
 from qonnx.core.modelwrapper import ModelWrapper
 
-from .base import Context, LoweringOptions, Pass
-from .cleanup import CheckLowered, CheckSupported, Cleanup, FoldInputPlumbing, GemmToMatMulPass
+from .base import Context, LoweringOptions, Pass, record_warnings
+from .cleanup import (
+    CheckLowered,
+    CheckSupported,
+    Cleanup,
+    FoldInputPlumbing,
+    GemmToMatMulPass,
+)
+from .float_bias import FloatBias
+from .ingest import (
+    CodesToQuant,
+    DropIntegerRound,
+    HawqDomain,
+    IntQuantToQuant,
+    RescaleIntoWeights,
+    RoundClipToQuant,
+)
 from .intervals import SizeAccumulators
+from .lower_conv import LowerConv
 from .lower_dense import LowerDense
 from .lower_input import LowerInput
-from .lower_requant import LowerRequant
-from .lower_conv import LowerConv
 from .lower_join import LowerAdd, LowerConcat
 from .lower_pool import LowerPool
+from .lower_requant import LowerRequant
 from .lower_reshape import LowerFlatten, LowerPad, LowerUpsample
 from .lower_softmax import LowerSoftmax
+from .qcdq import QcdqToQuant
 
 # Plain lists, in the order the passes run. A new hardware op needs one entry in LOWERINGS.
-PREPARATION: list[Pass] = [CheckSupported(), GemmToMatMulPass(), Cleanup(), FoldInputPlumbing()]
+# Reading other exporters' spellings (ingest, qcdq) comes first: check-supported then sees standard QONNX.
+INGEST: list[Pass] = [IntQuantToQuant(), HawqDomain(), QcdqToQuant(), CodesToQuant(), DropIntegerRound(),
+                      RoundClipToQuant(), RescaleIntoWeights()]
+PREPARATION: list[Pass] = [*INGEST, CheckSupported(), GemmToMatMulPass(), Cleanup(), FoldInputPlumbing()]
 LOWERINGS: list[Pass] = [  # one per hardware op
     LowerInput(), LowerDense(), LowerRequant(), LowerSoftmax(), LowerConv(), LowerPool(), LowerPad(), LowerAdd(),
-    LowerConcat(), LowerFlatten(), LowerUpsample(),
+    LowerConcat(), LowerFlatten(), LowerUpsample(), FloatBias(),
 ]
 FINISHING: list[Pass] = [SizeAccumulators(), CheckLowered()]
 
@@ -83,4 +102,5 @@ def lower(model, options: LoweringOptions | None = None, progress=None) -> tuple
     lowered = load(model)
     context = Context(options or LoweringOptions())
     run_passes(lowered, PIPELINES["lower"], context, progress)
+    record_warnings(lowered, context.report)
     return lowered, context

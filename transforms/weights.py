@@ -7,7 +7,6 @@ import numpy as np
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.types import BIPOLAR, FixedType, Saturation, power_of_two_exponent
 
-from .base import Context
 from .graph import add_constant, constant, fresh_name, quantized_constant
 
 
@@ -40,22 +39,30 @@ def constant_or_quantized(model, tensor) -> np.ndarray | None:
     return codes * scale
 
 
-def add_bias(model, name: str, bias_real: np.ndarray, is_float: bool, acc_frac: int, acc_gain: np.ndarray,
-             context: Context) -> str:
-    """The bias as integer codes on the accumulator grid (lsb 2**-acc_frac, gain per channel), stored.
+def add_bias(model, name: str, bias_real: np.ndarray, acc_frac: int, acc_gain: np.ndarray) -> str | None:
+    """The bias as integer codes on the accumulator grid (lsb 2**-acc_frac, gain per channel), stored;
+    None when it is not exactly on that grid (a float bias: it stays a float Add, which the
+    requantization after the layer evaluates exactly, or float-bias rounds with a WARNING).
 
-    Exact for a bias quantized with scale s_x * s_w (Brevitas' bias quantizers); a float bias
-    is rounded half to even and the deviation reported.
+    Exact for a bias quantized with scale s_x * s_w (Brevitas' bias quantizers) or any bias that
+    happens to be a whole number of accumulator steps.
     """
+    codes = bias_codes(bias_real, acc_frac, acc_gain, name)
+    if np.any(codes * np.ldexp(acc_gain, -acc_frac) != bias_real):
+        return None
+    return store_bias(model, name, codes, acc_frac, acc_gain)
+
+
+def bias_codes(bias_real: np.ndarray, acc_frac: int, acc_gain: np.ndarray, name: str) -> np.ndarray:
+    """round_half_even(bias / accumulator step) as int64 (refusing an absurd ratio)."""
     grid = np.ldexp(acc_gain, -acc_frac)
     codes = np.round(bias_real / grid)
     if np.max(np.abs(codes), initial=0) >= 2.0**62:
         raise QonnxError(f"the bias ({np.max(np.abs(bias_real)):.3g}) is absurdly large for the accumulator "
                          f"grid (lsb {np.min(np.abs(grid)):.3g})", node=name)
-    codes = codes.astype(np.int64)
-    deviation = float(np.max(np.abs(codes * grid - bias_real)))
-    if is_float or deviation:
-        context.report.warn(name, f"float bias rounded onto the accumulator grid (lsb {np.min(np.abs(grid)):.3g}): "
-                                  f"max deviation {deviation:.3g}")
+    return codes.astype(np.int64)
+
+
+def store_bias(model, name: str, codes: np.ndarray, acc_frac: int, acc_gain: np.ndarray) -> str:
     bias_type = FixedType.for_range(int(codes.min()), int(codes.max()), acc_frac)
     return add_constant(model, fresh_name(model, f"{name}/bias"), codes, bias_type, acc_gain)

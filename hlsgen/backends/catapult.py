@@ -35,7 +35,7 @@ class Catapult(Backend):
         (directory / "tb").mkdir(exist_ok=True)
         files = {
             "build_prj.tcl": _build_tcl(spec, target),
-            f"tb/{spec.top}_test.cpp": testbench_cpp(spec.top, spec.io, _TESTBENCH, _HEADER),
+            f"tb/{spec.top}_test.cpp": testbench_cpp(spec.top, spec.io, spec.design.ports, _TESTBENCH, _HEADER),
             "run_csim.sh": _run_csim_sh(spec),
             "README.md": _readme(spec, target, self.fixed_type),
         }

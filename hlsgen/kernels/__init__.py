@@ -12,10 +12,11 @@ from .join import AddKernel, ConcatKernel
 from .requant import RequantKernel
 from .softmax import SoftmaxKernel
 from .spatial import ConvKernel, FlattenKernel, PadKernel, PoolKernel, UpsampleKernel
+from .table import TableKernel
 
 KERNELS: list[KernelSpec] = [
     InputQuantKernel(), DenseKernel(), RequantKernel(), SoftmaxKernel(), ConvKernel(), PoolKernel(), PadKernel(),
-    AddKernel(), ConcatKernel(), FlattenKernel(), UpsampleKernel(),
+    AddKernel(), ConcatKernel(), FlattenKernel(), UpsampleKernel(), TableKernel(),
 ]
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from qonnx_ir.types import Rounding
-
 from .base import ConstantArray, KernelSpec, bits_of, code_fields, flag, storage_type, tokens_of
 
 KERNELS = {"shift": "requant_shift", "multiply_shift": "requant_multiply_shift", "thresholds": "requant_thresholds"}
@@ -24,13 +22,13 @@ class RequantKernel(KernelSpec):
         members = [
             f"static const unsigned n = {n}, tokens = {tokens};",
             *code_fields("input", x.type), *code_fields("output", out.type),
-            f"static const bool half_even = {flag(out.type.rounding is Rounding.CONV)}, relu = {flag(op.relu)};",
-            f"static const long long out_min = {out.type.min_code}, out_max = {out.type.max_code};",
+            f"static const bool half_even = {flag(op.half_even)};",
+            f"static const long long out_min = {op.lowest}, out_max = {op.highest};  // saturation and clip",
         ]
         if op.mode == "thresholds":
             table = op.constant("thresholds")
             members += [f"static const unsigned levels = {table.shape[1]}, threshold_rows = {table.shape[0]};",
-                        f"static const long long code_step = {out.type.code_step};",
+                        f"static const long long code_step = {out.type.code_step}, type_min = {out.type.min_code};",
                         f"typedef {storage_type(table)} threshold_store_t;"]
         else:
             shift = op.per_channel(op.shift)

@@ -134,6 +134,10 @@ class HwGraph(GraphView):
     def to_user_layout(self, output: str, values: np.ndarray) -> np.ndarray:
         return np.moveaxis(values, -1, 1) if self.channels_first(output) and values.ndim > 2 else values
 
+    def to_edge_layout(self, output: str, values: np.ndarray) -> np.ndarray:
+        """The inverse of to_user_layout: an output in the user's layout back to the edge's (channels last)."""
+        return np.moveaxis(values, 1, -1) if self.channels_first(output) and values.ndim > 2 else values
+
     @cached_property
     def ops_by_name(self) -> dict[str, HwOp]:
         return {op.name: op for op in self.nodes}

@@ -308,3 +308,10 @@ class HwOp:
 
     def cost(self, io: str = "parallel") -> Cost:
         return Cost(act_bits=self.input_edge(0).type.width if self.inputs else 0)
+
+    def working_values(self) -> int:
+        """Values per sample of the largest array `evaluate` builds (the interpreter sizes its batch
+        chunks by it): by default its largest data edge; ops that copy more (windows) say so."""
+        names = [name for name in [*self.node.input, *self.node.output] if name and name not in self.graph.initializers]
+        edges = [self.graph.edge(name) for name in names]
+        return max([edge.size for edge in edges if edge is not None], default=1)

@@ -12,9 +12,10 @@ from ..ops.pad import Pad
 from ..ops.pool import Pool
 from ..ops.requant import Requant
 from ..ops.softmax import Softmax
+from ..ops.table import Table
 from ..ops.upsample import Upsample
 
-OPS: list = [InputQuant, Dense, Requant, Softmax, Conv, Pool, Pad, Add, Concat, Flatten, Upsample]
+OPS: list = [InputQuant, Dense, Requant, Softmax, Conv, Pool, Pad, Add, Concat, Flatten, Upsample, Table]
 
 
 def op_class(op_type: str):

@@ -63,6 +63,10 @@ class Conv(HwOp):
     def positions(self) -> int:
         return math.prod(self.output_edge().shape[:-1])
 
+    def working_values(self) -> int:
+        """evaluate copies every window into a row of the product (im2col): positions x kernel x C_in."""
+        return max(super().working_values(), self.positions * math.prod(self.kernel) * self.input_edge("x").channels)
+
     def fit_knob(self, name: str, value):
         if name == "reuse_factor":
             return min(value, int(self.weight[..., 0].size))  # products per output channel and position

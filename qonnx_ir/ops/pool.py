@@ -43,6 +43,10 @@ class Pool(HwOp):
     def window(self) -> int:
         return math.prod(self.kernel_shape)
 
+    def working_values(self) -> int:
+        """A sum widens every window's values before adding them: output positions x window x C."""
+        return max(super().working_values(), self.output_edge().size * self.window)
+
     def infer(self):
         x = self.input_edge("x")
         if len(x.shape) not in (2, 3):

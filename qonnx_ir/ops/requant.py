@@ -5,10 +5,11 @@
     mode multiply_shift:  q = sat(round((x * multiplier[c] + offset[c]) / 2**shift[c]))
     mode thresholds:      q = min_code + step * #{k : x >= thresholds[c, k]}
                           (step 2 for a bipolar q: -1 or +1; one row for every channel allowed)
-    relu:                 q = max(q, 0) at the end
+    clip = [low, high]:   q = min(max(q, low), high) at the end (a Relu or Clip before the quantizer)
 
-round and sat are q's type's: RND_CONV rounds half to even, TRN floors; SAT clamps to
-its range (SAT_SYM: the symmetric one). Everything is exact integer arithmetic; which mode
+sat is q's type's: SAT clamps to its range (SAT_SYM: the symmetric one). round is q's type's
+(RND_CONV half to even, TRN floor) unless rounding = floor: an exact multiplier folds any
+rounding into its offset and floors. Everything is exact integer arithmetic; which mode
 reproduces which float computation is the lowering's business (transforms/lower_requant.py).
 """
 
@@ -34,7 +35,8 @@ class Requant(HwOp):
     outputs = ("q",)
 
     mode = Attr(str, choices=MODES)
-    relu = Attr(int, 0, choices=(0, 1))
+    rounding = Attr(str, "type", choices=("type", "floor"), doc="type: the output type's rounding; floor: always")
+    clip = Attr("ints", (), doc="[low, high]: the output codes are clamped to these after saturation")
     shift = Attr("ints", (0,), minimum=-MAX_SHIFT, maximum=MAX_SHIFT, doc="per channel, or one for all")
     multiplier = Attr("ints", (1,), doc="multiply_shift: per channel, or one for all")
     offset = Attr("ints", (0,), doc="multiply_shift: per channel, or one for all")
@@ -50,7 +52,16 @@ class Requant(HwOp):
     @property
     def lowest(self) -> int:
         out = self.output_edge().type
-        return max(out.min_code, 0) if self.relu else out.min_code
+        return max(out.min_code, self.clip[0]) if self.clip else out.min_code
+
+    @property
+    def highest(self) -> int:
+        out = self.output_edge().type
+        return min(out.max_code, self.clip[1]) if self.clip else out.max_code
+
+    @property
+    def half_even(self) -> bool:
+        return self.rounding == "type" and self.output_edge().type.rounding is Rounding.CONV
 
     def check_output(self, index: int, edge: EdgeType) -> None:
         x = self.input_edge("x")
@@ -63,8 +74,10 @@ class Requant(HwOp):
             raise self.fail(f"multiplier and offset belong to mode multiply_shift, not {self.mode}")
         if edge.type.bipolar and self.mode != "thresholds":
             raise self.fail("a bipolar output is computed by thresholds (mode thresholds)")
-        if self.relu and not edge.type.signed:
-            raise self.fail("relu on an unsigned output does nothing: drop it")
+        if self.clip and (len(self.clip) != 2 or self.clip[0] > self.clip[1]):
+            raise self.fail(f"clip {list(self.clip)} is not [low, high] with low <= high")
+        if edge.type.bipolar and self.clip:
+            raise self.fail("a bipolar output takes no clip")
         has_table = self.has_input("thresholds")
         if has_table != (self.mode == "thresholds"):
             raise self.fail("mode thresholds takes a thresholds input, the other modes none")
@@ -86,7 +99,7 @@ class Requant(HwOp):
             table = self.constant("thresholds")
             counts = (x[..., None] >= np.broadcast_to(table, (x.shape[-1], table.shape[1]))).sum(axis=-1)
             codes = out.min_code + out.code_step * counts
-            return [np.maximum(codes, self.lowest).astype(representation)]
+            return [np.clip(codes, self.lowest, self.highest).astype(representation)]
         shift = self.per_channel(self.shift)
         multiply = self.mode == "multiply_shift"
         multiplier = self.per_channel(self.multiplier) if multiply else np.ones(1, np.int64)
@@ -97,11 +110,11 @@ class Requant(HwOp):
         numerator = integers.as_repr(x, kind)
         if multiply:
             numerator = numerator * integers.as_repr(multiplier, kind) + integers.as_repr(offset, kind)
-        codes = integers.divide_rounded(numerator, shift, out.rounding is Rounding.CONV, bound)
+        codes = integers.divide_rounded(numerator, shift, self.half_even, bound)
         if codes.dtype.kind == "f":
-            np.clip(codes, self.lowest, out.max_code, out=codes)
+            np.clip(codes, self.lowest, self.highest, out=codes)
         else:
-            codes = np.clip(codes, self.lowest, out.max_code)
+            codes = np.clip(codes, self.lowest, self.highest)
         return [integers.as_repr(codes, representation)]
 
     def cost(self, io: str = "parallel") -> Cost:

@@ -1,20 +1,16 @@
 """Brevitas MLPs across the quantization matrix: export -> lower -> interpreter == Brevitas in float64.
 
-Every element of 1000 random inputs per model must be equal (np.array_equal), except
-for a float (unquantized) bias, which the lowering rounds onto the accumulator grid:
-there the deviation must be reported, and the outputs stay within what that rounding
-can explain.
+Every element of 1000 random inputs per model must be equal (np.array_equal), a float
+(unquantized) bias included: it stays a float Add that the requantization absorbs exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from brevitas_zoo import INPUT_RANGE, MATRIX, export_qonnx_file, float64_forward, make_mlp
 
 from qonnx_ir import execute, load
-from qonnx_ir.dialect import read_edge_type
 from qonnx_ir.cli import main as qonnx
 from transforms import lower
 
@@ -36,35 +32,9 @@ def test_lowered_graph_equals_brevitas_in_float64(config, tmp_path):
     expected = float64_forward(model, x)
     actual = execute(lowered, x)
     report = str(context.report)
-    if config.bias == "float":
-        # The deviation is reported, and it is exactly the bias rounding: Brevitas with the
-        # rounded biases put back in computes what the lowered graph computes.
-        assert "float bias rounded onto the accumulator grid" in report
-        _set_biases(model, _lowered_biases(lowered))
-        expected = float64_forward(model, x)
-    else:
-        assert "float bias" not in report
+    assert context.report.exact, report
     mismatches = int(np.sum(actual != expected))
     assert mismatches == 0, f"{mismatches} of {actual.size} outputs differ; report:\n{report}"
-
-
-def _lowered_biases(lowered) -> list[np.ndarray]:
-    """Real values of each Dense's integer bias: code * accumulator lsb * gain."""
-    biases = []
-    for node in lowered.graph.node:
-        if node.op_type == "Dense":
-            step = read_edge_type(lowered, node.output[0]).real_scale
-            codes = lowered.get_initializer(node.input[2]) if len(node.input) > 2 else 0.0
-            biases.append(np.asarray(codes, dtype=np.float64) * step)
-    return biases
-
-
-def _set_biases(model, biases) -> None:
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(linears) == len(biases)
-    with torch.no_grad():
-        for linear, bias in zip(linears, biases):
-            linear.bias.copy_(torch.from_numpy(np.broadcast_to(bias, linear.bias.shape).copy()))
 
 
 def test_cli_run_on_a_lowered_matrix_model(tmp_path):

@@ -1,18 +1,16 @@
 """Brevitas CNNs across the layer matrix (tests/cnn_zoo.py): export -> lower -> interpreter == Brevitas in
 float64, every element of 500 inputs, inputs given as PyTorch's NCHW arrays and outputs returned as
-PyTorch returns them. A float (unquantized) bias is rounded onto the accumulator grid: the deviation
-is reported, and Brevitas with the rounded bias put back computes exactly what the lowering does.
+PyTorch returns them. A float (unquantized) bias and BatchNorm included: the lowering is exact and
+says so (no WARNING).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from cnn_zoo import INPUT_RANGE, MATRIX, CnnConfig, export_cnn_file, float64_forward, make_cnn
 
 from qonnx_ir import HwGraph, execute, load
-from qonnx_ir.dialect import read_edge_type
 from qonnx_ir.errors import QonnxError
 from transforms import lower
 
@@ -45,35 +43,12 @@ def test_lowered_cnn_equals_brevitas_in_float64(config, exported):
     x = _inputs(config)
     actual = execute(lowered, x)
     report = str(context.report)
-    if config.bias == "float":
-        assert "float bias rounded onto the accumulator grid" in report
-        _set_biases(model, _lowered_biases(lowered))
-    warnings = [line for line in context.report.warnings
-                if "float bias" not in line and not (config.batchnorm and "multiplier/shift" in line)]
-    assert not warnings, report  # BatchNorm into more than 4 bits: a multiplier within its stated bound
+    assert context.report.exact, report
     expected = float64_forward(model, x)
     assert actual.shape == expected.shape  # an image output comes back channels first, as PyTorch gives it
     mismatches = int(np.sum(actual != expected))
     assert mismatches == 0, f"{mismatches} of {actual.size} outputs differ; report:\n{report}"
     assert len(np.unique(expected)) > 3  # not a degenerate comparison
-
-
-def _lowered_biases(lowered) -> list[np.ndarray]:
-    """Real values of each Conv / Dense integer bias (code * accumulator lsb * gain), in graph order."""
-    biases = []
-    for op in HwGraph(lowered).nodes:
-        if op.op_type in ("Conv", "Dense"):
-            step = read_edge_type(lowered, op.node.output[0]).real_scale
-            biases.append(np.asarray(op.bias, dtype=np.float64) * step)
-    return biases
-
-
-def _set_biases(model, biases) -> None:
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))]
-    with torch.no_grad():
-        for layer, bias in zip(layers, biases):
-            if layer.bias is not None:
-                layer.bias.copy_(torch.from_numpy(np.broadcast_to(bias, layer.bias.shape).copy()))
 
 
 def test_flatten_follows_pytorchs_channels_first_order(exported):

@@ -310,7 +310,7 @@ def test_lower_requant_on_the_jet_tagger_gives_shift_with_relu(zoo_paths, helper
     assert helpers.data_ops(model) == ["InputQuant", "Dense", "Requant"] + JET_DATA_OPS[4:]
     (requant,) = hw_nodes(model, "Requant")
     assert attribute(requant, "mode") == "shift"
-    assert attribute(requant, "relu", 0) == 0  # an unsigned output saturates at 0: the Relu is free
+    assert not attribute(requant, "clip", [])  # an unsigned output saturates at 0: the Relu is free
     assert edge_type(model, requant.output[0]) == FixedType(6, 0, False)  # qkeras quantized_relu(6, 0)
 
 
@@ -470,7 +470,8 @@ def test_shift_requant_equals_quant_semantics_on_every_input(qonnx_graph, helper
     assert helpers.ops(lowered) == ["InputQuant", "Dense", "Requant"]
     (requant,) = hw_nodes(lowered, "Requant")
     assert attribute(requant, "mode") == "shift"
-    assert attribute(requant, "relu", 0) == int(relu and signed)  # unsigned: saturation at 0 is the Relu
+    # a Relu before a signed output clips it at code 0; unsigned: saturation at 0 is the Relu
+    assert list(attribute(requant, "clip", [])) == ([0, 2 ** (bits - 1) - 1] if relu and signed else [])
     assert set(attribute(requant, "shift")) == {helpers.log2_exact(out_scale) + 7}  # accumulator lsb 2**-7
     out_type = edge_type(lowered, requant.output[0])
     assert out_type.lsb == out_scale and out_type.signed == signed
@@ -559,14 +560,15 @@ def test_batchnorm_to_low_bit_quant_gives_thresholds_identical_to_float64(qonnx_
 
 @pytest.mark.parametrize("negative", [[False] * 5, [True, False, False, True, False]], ids=["positive", "negative-gamma"])
 @pytest.mark.parametrize("signed, relu", [(True, False), (False, True)])
-def test_batchnorm_to_8bit_quant_gives_multiply_shift_matching_float64(qonnx_graph, helpers, negative, signed, relu):
+def test_batchnorm_to_8bit_quant_gives_exact_thresholds(qonnx_graph, helpers, negative, signed, relu):
     rng = np.random.default_rng(13)
     out_quant = dict(scale=0.0123, bits=8, signed=signed)
     original = _bn_graph(qonnx_graph, _gamma(rng, np.array(negative)), out_quant, seed=14, relu=relu)
     lowered, context = lower(original)
     (requant,) = hw_nodes(lowered, "Requant")
-    assert attribute(requant, "mode") == "multiply_shift"
-    assert attribute(requant, "relu", 0) == int(relu and signed)
+    # BatchNorm divides by sqrt(var + eps): no exact multiplier, but 255 exact thresholds per channel
+    assert attribute(requant, "mode") == "thresholds"
+    assert context.report.exact, str(context.report)
     x = rng.normal(0, 3, (2000, 2))
     expected = execute_qonnx(original, x)["y"]
     actual = execute(lowered, x)
@@ -574,7 +576,7 @@ def test_batchnorm_to_8bit_quant_gives_multiply_shift_matching_float64(qonnx_gra
     details = [(float(actual.ravel()[i] / 0.0123), float(expected.ravel()[i] / 0.0123)) for i in mismatched[:10]]
     assert mismatched.size == 0, f"{mismatched.size} of {actual.size} outputs differ (codes ours, float64): {details}"
     assert len(np.unique(expected)) > 100  # a real spread of the 8-bit codes is exercised
-    assert any("multiplier/shift" in line for line in context.report.lines)
+    assert any("255 thresholds per channel" in line for line in context.report.lines)
 
 
 # ==================================================================================

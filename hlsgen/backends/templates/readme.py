@@ -32,25 +32,38 @@ def interface_markdown(spec, fixed_type, stream_type: str, array_ports: str = ""
     fixed_type(FixedType) spells a port type; stream_type names what `qnn::stream` is;
     array_ports says how the backend maps the arrays of an io-parallel top to ports.
     """
+    from hlsgen.top import ports
+
     design = spec.design
     interval, latency = design.interval, design.latency
     in_tokens, in_size = design.input_tokens
-    out_tokens, out_size = design.output_tokens
+    several = len(design.ports) > 1
+    signature = f"void {spec.top}({ports(design)});"
     if spec.io == "parallel":
-        signature = f"void {spec.top}(const input_t x[N_IN], result_t y[N_OUT]);"
         style = (f"io **parallel**: one call computes one sample{array_ports}. The top function is "
                  f"pipelined with initiation interval {interval} (the largest II of its layers): a new sample "
                  f"every {interval} clock cycle{'s' if interval > 1 else ''}.")
-        x_port, y_port = f"`x[{spec.n_in}]`", f"`y[{spec.n_out}]`"
+        x_port = f"`x[{spec.n_in}]`"
+        y_ports = [f"`{port.name}[{port.size}]`" for port in design.ports]
     else:
-        signature = f"void {spec.top}(qnn::stream<input_token_t> &x, qnn::stream<result_token_t> &y);"
+        if several:
+            writes = f"writes each of its {len(design.ports)} output ports' tokens (table below)"
+        else:
+            port = design.ports[0]
+            writes = f"writes {port.tokens} output token(s) of {port.token_size}"
         style = (f"io **stream**: `qnn::stream` is `{stream_type}`; a token is `qnn::vec<T, N>` (elements in "
                  f"`.data[N]`). One call reads one sample as {in_tokens} input token(s) of {in_size} values and "
-                 f"writes {out_tokens} output token(s) of {out_size}; tensors are channels last, so an image "
+                 f"{writes}; tensors are channels last, so an image "
                  "arrives pixel by pixel, row by row. Every layer is a concurrent stage, pipelined at its II, "
                  "connected to the next by a stream.")
         x_port = f"`x` (`input_token_t` = `qnn::vec<input_t, {in_size}>`, {in_tokens} per sample)"
-        y_port = f"`y` (`result_token_t` = `qnn::vec<result_t, {out_size}>`, {out_tokens} per sample)"
+        y_ports = [f"`{port.name}` (`{port.type_name('token')}` = `qnn::vec<{port.type_name()}, {port.token_size}>`, "
+                   f"{port.tokens} per sample)" for port in design.ports]
+    rows = "\n".join(
+        f"| {y_port} | `{port.type_name()}` = `{fixed_type(design.output_type(port))}` | "
+        f"{f'graph output `{port.edge}`: ' if several else ''}{_meaning(design.output_type(port))} |"
+        for port, y_port in zip(design.ports, y_ports))
+    codes = ", ".join(f"`{port.type_name('code')}`" for port in design.ports)
     return f"""## Interface
 
 Top function `{spec.top}` (declared in `firmware/{spec.top}.h`):
@@ -64,9 +77,9 @@ Top function `{spec.top}` (declared in `firmware/{spec.top}.h`):
 | port | C++ type | meaning |
 |------|----------|---------|
 | {x_port} | `input_t` = `{fixed_type(spec.input_type)}` | {_meaning(spec.input_type)} |
-| {y_port} | `result_t` = `{fixed_type(spec.output_type)}` | {_meaning(spec.output_type)} |
-
-Inside the design every tensor is an integer code (`input_code_t`, `result_code_t` in
+{rows}
+{_outputs_paragraph(design) if several else ""}
+Inside the design every tensor is an integer code (`input_code_t`, {codes} in
 `firmware/parameters.h`); `qnn::from_code` / `qnn::to_code` move the raw bits between a code and
 its fixed-point port value without rounding. The model's real values for the same samples are in
 `tb_data/tb_input_features.dat` and `tb_data/tb_output_predictions.dat`.
@@ -90,9 +103,24 @@ synthesis report gives the achieved numbers.
 {_fifo_section(spec)}"""
 
 
+def _outputs_paragraph(design) -> str:
+    names = ", ".join(f"`{port.name}`" for port in design.ports)
+    images = [port.name for port in design.ports if design.graph.channels_first(port.edge)]
+    layout = (f"\nPorts carry images channels last; the model gives {', '.join(images)} channels first (as\n"
+              "PyTorch does), and `qonnx run` / `Project.predict` return them that way." if images else "")
+    return f"""
+The {len(design.ports)} output ports {names} are the model's graph outputs, in their order; a
+tensor that is a graph output and also feeds a later layer is copied to both. A line of
+`tb_data/tb_output_codes.dat` (and of `tb_output_predictions.dat`) holds one sample's outputs
+one port after the other: N_OUT = {design.n_out} values, port k's from `OUT<k>_OFFSET` on
+(`firmware/parameters.h`). `qonnx run model.hw.onnx --input x.npy -o y.npz` writes them to
+one `.npz`, by graph output name.{layout}
+"""
+
+
 def _fifo_section(spec) -> str:
     """io stream: the streams deeper than the usual 2 slots, and why."""
-    from hlsgen.firmware import fifo_depths
+    from hlsgen.firmware import OUTPUT, fifo_depths
 
     if spec.io != "stream":
         return ""
@@ -101,12 +129,17 @@ def _fifo_section(spec) -> str:
         return "\nEvery stream between two stages holds 2 tokens: no branch waits for another.\n"
     rows = "\n".join(f"| `{stream}` | depth {depth} | {reason} |" for stream, (depth, reason) in
                      sorted((spec.design.reader_stream(edge, ident), value) for (edge, ident), value in deep.items()))
+    outputs = ("" if all(ident != OUTPUT for _, ident in deep) else
+               "\nThe output ports are such a join too: a consumer that takes a sample's outputs together (one\n"
+               "packet per sample, say) reads an early port only when the last one is ready, so the early\n"
+               "port's stream holds the difference, up to a whole sample. A consumer that drains every port\n"
+               "on its own needs none of it.\n")
     return f"""
 ## FIFO depths
 
 Streams hold 2 tokens, except where a branch reaches a join before the other one: there the
 early branch's stream holds the difference, or the fork that feeds both would stall.
-
+{outputs}
 | stream | depth | why |
 |--------|-------|-----|
 {rows}

@@ -19,41 +19,69 @@ class Spelling:
     includes: str = ""  # extra includes after the design header (e.g. <mc_scverify.h>)
 
 
-def _call(io: str, design: str) -> str:
-    """The body of the sample loop: codes in, one call of the design, codes out."""
+def _call(io: str, design: str, ports) -> str:
+    """The body of the sample loop: codes in, one call of the design, every output port's codes out
+    (into got[], a sample's outputs one after the other)."""
+    names = ", ".join(port.name for port in ports)
     if io == "parallel":
+        declarations = "".join(f"        {port.type_name()} {port.name}[{port.constant('N')}];\n" for port in ports)
+        copies = "".join(f"        for (unsigned o = 0; o < {port.constant('N')}; o++) got[{port.at}o] = "
+                         f"qnn::to_code<{port.type_name('code')}>({port.name}[o]).to_int64();\n" for port in ports)
         return f"""        input_t x[N_IN];
-        result_t y[N_OUT];
-        for (unsigned i = 0; i < N_IN; i++) x[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + i]));
-        {design}(x, y);
-        for (unsigned o = 0; o < N_OUT; o++) got[o] = qnn::to_code<result_code_t>(y[o]).to_int64();
-"""
+{declarations}        for (unsigned i = 0; i < N_IN; i++) x[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + i]));
+        {design}(x, {names});
+{copies}"""
+    copies = "".join(f"""        for (unsigned t = 0; t < {port.constant('TOKENS')}; t++) {{
+            const {port.type_name('token')} y = {port.name}_stream.read();
+            for (unsigned o = 0; o < {port.constant('TOKEN_SIZE')}; o++)
+                got[{port.at}t * {port.constant('TOKEN_SIZE')} + o] = qnn::to_code<{port.type_name('code')}>(y.data[o]).to_int64();
+        }}
+""" for port in ports)
     return f"""        for (unsigned t = 0; t < IN_TOKENS; t++) {{
             input_token_t x;
             for (unsigned i = 0; i < IN_TOKEN_SIZE; i++)
                 x.data[i] = qnn::from_code<input_t>(input_code_t(inputs[s * N_IN + t * IN_TOKEN_SIZE + i]));
             x_stream.write(x);
         }}
-        {design}(x_stream, y_stream);
-        for (unsigned t = 0; t < OUT_TOKENS; t++) {{
-            const result_token_t y = y_stream.read();
-            for (unsigned o = 0; o < OUT_TOKEN_SIZE; o++)
-                got[t * OUT_TOKEN_SIZE + o] = qnn::to_code<result_code_t>(y.data[o]).to_int64();
-        }}
-"""
+        {design}(x_stream, {", ".join(f"{port.name}_stream" for port in ports)});
+{copies}"""
 
 
-def testbench_cpp(top: str, io: str, spelling: Spelling, header: str) -> str:
-    """tb/<top>_test.cpp: exit code 0 when every output code matches, 1 otherwise."""
+def _report(ports) -> str:
+    """The mismatch line: the flat output index for one port, the port and its index for several."""
+    if len(ports) == 1:
+        return ('            if (mismatches < MAX_REPORTED)\n'
+                '                std::printf("mismatch: sample %u, output %u: got %lld, expected %lld\\n", s, o, got[o], want);\n')
+    return ('            if (mismatches < MAX_REPORTED) {\n'
+            '                unsigned port = 0;\n'
+            '                while (o >= OUT_OFFSETS[port + 1]) port++;\n'
+            '                std::printf("mismatch: sample %u, output y%u[%u]: got %lld, expected %lld\\n", s, port,\n'
+            '                            o - OUT_OFFSETS[port], got[o], want);\n'
+            '            }\n')
+
+
+def testbench_cpp(top: str, io: str, ports, spelling: Spelling, header: str) -> str:
+    """tb/<top>_test.cpp: exit code 0 when every output code matches, 1 otherwise.
+
+    ports: the design's output ports (hlsgen.firmware.OutputPort), in the graph's output order;
+    a line of tb_output_codes.dat holds their codes one port after the other."""
     design = spelling.design.format(top=top)
-    streams = ("    qnn::stream<input_token_t> x_stream;  // IN_TOKENS tokens per sample (channels last)\n"
-               "    qnn::stream<result_token_t> y_stream;\n") if io == "stream" else ""
+    streams = ("    qnn::stream<input_token_t> x_stream;  // IN_TOKENS tokens per sample (channels last)\n" +
+               "".join(f"    qnn::stream<{port.type_name('token')}> {port.name}_stream;\n" for port in ports)
+               if io == "stream" else "")
     done = spelling.exit
+    starts = ", ".join(port.constant("OFFSET") for port in ports)
+    offsets = ("" if len(ports) == 1 else
+               "// Where each output port's codes start in a line of tb_output_codes.dat (and where they end).\n"
+               f"const unsigned OUT_OFFSETS[N_OUTPUTS + 1] = {{{starts}, N_OUT}};\n\n")
+    names = ", ".join(port.name for port in ports)
+    what = ("the output codes" if len(ports) == 1 else
+            f"the codes of its {len(ports)} outputs ({names}, one after the other on a line)")
     return f"""{header}// {spelling.title}
 //
 // Runs every sample of tb_data/tb_input_codes.dat (one sample per line, N_IN integer codes,
 // channels last)
-// through {top} and compares the output codes with tb_data/tb_output_codes.dat, the
+// through {top} and compares {what} with tb_data/tb_output_codes.dat, the
 // bit-exact results of the Python interpreter. Codes are the raw bits of the fixed-point
 // ports, so the comparison is exact.
 //
@@ -71,7 +99,7 @@ namespace {{
 
 const unsigned MAX_REPORTED = {MAX_REPORTED};  // mismatch lines printed; every mismatch is counted
 
-// Appends the codes of `path` (`width` integers per non-blank line) to `codes` and counts the lines.
+{offsets}// Appends the codes of `path` (`width` integers per non-blank line) to `codes` and counts the lines.
 bool read_codes(const std::string &path, unsigned width, std::vector<long long> &codes, unsigned &samples) {{
     std::ifstream file(path.c_str());
     if (!file) {{
@@ -121,12 +149,10 @@ bool read_codes(const std::string &path, unsigned width, std::vector<long long> 
 {streams}    unsigned mismatches = 0;
     for (unsigned s = 0; s < n_inputs; s++) {{
         long long got[N_OUT];
-{_call(io, design)}        for (unsigned o = 0; o < N_OUT; o++) {{
+{_call(io, design, ports)}        for (unsigned o = 0; o < N_OUT; o++) {{
             const long long want = expected[s * N_OUT + o];
             if (got[o] == want) continue;
-            if (mismatches < MAX_REPORTED)
-                std::printf("mismatch: sample %u, output %u: got %lld, expected %lld\\n", s, o, got[o], want);
-            mismatches++;
+{_report(ports)}            mismatches++;
         }}
     }}
     if (mismatches > MAX_REPORTED) std::printf("(%u more mismatches not shown)\\n", mismatches - MAX_REPORTED);

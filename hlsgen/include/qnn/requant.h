@@ -2,16 +2,16 @@
 //
 //   requant_shift:          q = sat(round(x / 2^shift[j]))
 //   requant_multiply_shift: q = sat(round((x * multiplier[j] + offset[j]) / 2^shift[j]))
-//   requant_thresholds:     q = out_min + code_step * #{k : x >= thresholds[j][k]}
-// then relu: q = max(q, 0). round is half to even (half_even) or floor; a negative shift
-// multiplies by 2^-shift. Rounding is written out here once, on integers, so both backends
+//   requant_thresholds:     q = type_min + code_step * #{k : x >= thresholds[j][k]}
+// then q is clamped to [out_min, out_max] (the type's range narrowed by a Relu or Clip).
+// round is half to even (half_even) or floor; a negative shift multiplies by 2^-shift. Rounding is written out here once, on integers, so both backends
 // compute the same bits; no vendor cast semantics are involved.
 //
 // Config C (the generator writes): n (channels per token), tokens (tokens per sample),
-// input_bits, input_signed, output_bits, output_signed, half_even, relu, out_min, out_max;
+// input_bits, input_signed, output_bits, output_signed, half_even, out_min, out_max;
 // shift kernels: max_left_shift (largest -shift, or 0), multiplier_bits, offset_bits;
-// thresholds: levels, code_step (2 for bipolar outputs), threshold_rows (1: one row for all
-// channels, else n); *_store_t: plain C integer types of the constant arrays.
+// thresholds: levels, code_step (2 for bipolar outputs), type_min (the type's lowest code),
+// threshold_rows (1: one row for all channels, else n); *_store_t: plain C integer types.
 #ifndef QNN_REQUANT_H
 #define QNN_REQUANT_H
 
@@ -40,7 +40,6 @@ template <class C, class K> struct requant_base : map_kernel<K> {
     template <class Wide> static output_t saturate_relu(Wide q) {
         if (q < Wide(C::out_min)) q = Wide(C::out_min);
         if (q > Wide(C::out_max)) q = Wide(C::out_max);
-        if (C::relu && q < 0) q = 0;
         return output_t(q);
     }
 };
@@ -104,8 +103,9 @@ template <class C> struct requant_thresholds : requant_base<C, requant_threshold
                 QNN_UNROLL
                 if (threshold_t(x[j]) >= threshold_t((long long)thresholds[row * C::levels + k])) count = count + 1;
             }
-            long long q = C::out_min + C::code_step * (long long)count.to_int();
-            if (C::relu && q < 0) q = 0;
+            long long q = C::type_min + C::code_step * (long long)count.to_int();
+            if (q < C::out_min) q = C::out_min;
+            if (q > C::out_max) q = C::out_max;
             y[j] = typename base::output_t(q);
         }
     }
