@@ -14,22 +14,18 @@ import re
 import numpy as np
 import pytest
 from cnn_zoo import INPUT_RANGE, MATRIX, CnnConfig, export_cnn_file, make_cnn
+from hls_pairings import parametrize_rotating
 
 from hlsgen import generate
 from qonnx_ir import execute, load
 from qonnx_ir.errors import QonnxError
 from transforms import lower
 
-PAIRINGS = [("vitis", "parallel"), ("vitis", "stream"), ("catapult", "parallel"), ("catapult", "stream")]
 SAMPLES = 200
 
 
 def pytest_generate_tests(metafunc):
-    if "case" in metafunc.fixturenames:
-        full = metafunc.config.getoption("--hls-full")
-        cases = [(config, *pairing) for i, config in enumerate(MATRIX)
-                 for pairing in (PAIRINGS if full else [PAIRINGS[i % 4]])]
-        metafunc.parametrize("case", cases, ids=[f"{c.id}-{b}-{io}" for c, b, io in cases])
+    parametrize_rotating(metafunc, "case", MATRIX)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from brevitas_float_zoo import MATRIX as FLOAT_MATRIX
 from brevitas_float_zoo import export_qonnx_file, make_float_mlp
+from hls_pairings import PAIRINGS, parametrize_rotating
 
 from hlsgen import generate
 from qonnx_ir import execute, load
 from transforms import LoweringOptions, lower
-
-PAIRINGS = [("vitis", "parallel"), ("vitis", "stream"), ("catapult", "parallel"), ("catapult", "stream")]
 
 
 def _scale(value: float) -> float:
@@ -68,23 +67,77 @@ def test_the_mixed_model_uses_every_exact_form(mixed):
 def test_csim_equals_interpreter(mixed, backend, io, tmp_path):
     lowered, _ = mixed
     x = np.random.default_rng(6).uniform(-2.5, 2.5, (500, 8))
+    assert len(np.unique(execute(lowered, x, codes=True))) > 20
+    _csim_equals_interpreter(lowered, x, backend, io, tmp_path)
+
+
+def pytest_generate_tests(metafunc):
+    parametrize_rotating(metafunc, "float_case", FLOAT_MATRIX)
+
+
+def test_float_scale_mlp_csim_equals_interpreter(float_case, tmp_path):
+    config, backend, io = float_case
+    path = export_qonnx_file(make_float_mlp(config), config.in_features, tmp_path / "m.onnx")
+    lowered, context = lower(load(path))
+    assert context.report.exact
+    _csim_equals_interpreter(lowered, np.random.default_rng(8).uniform(-2, 2, (300, config.in_features)),
+                             backend, io, tmp_path)
+
+
+def _csim_equals_interpreter(lowered, x, backend, io, tmp_path):
     expected = execute(lowered, x, codes=True)
-    assert len(np.unique(expected)) > 20
     project = generate(lowered, tmp_path / "prj", backend=backend, io=io, tb_samples=4)
     actual = project.predict(x, codes=True)
     assert np.array_equal(actual, expected), f"{int(np.sum(actual != expected))} of {actual.size} differ"
 
 
-# the float-scale Brevitas matrix (tests/brevitas_float_zoo.py): each pairing meets several models
-FLOAT_CASES = [(config, *PAIRINGS[i % 4]) for i, config in enumerate(FLOAT_MATRIX[::3])]
+def _activations_model():
+    """The activation functions the mixed model does not have, each on a narrow quantized input (a table),
+    one after the other: Sigmoid, ELU, LeakyReLU, HardSigmoid, HardTanh (Clip: an exact multiplier)."""
+    from conftest import QonnxGraph
+
+    g = QonnxGraph("x", (1, 4))
+    t = g.quant("x", scale=_scale(2.1 / 32), bits=6)
+    for op, attrs, scale in (("Sigmoid", {}, 1 / 255), ("Elu", {"alpha": 0.7}, 0.011), ("LeakyRelu", {"alpha": 0.1}, 0.0093),
+                             ("HardSigmoid", {"alpha": float(np.float32(1 / 6)), "beta": 0.5}, 1 / 127)):
+        t = g.node("Mul", [t, g.constant(_scale(3.7))]) if op == "Elu" else t
+        t = g.quant(g.node(op, [t], **attrs), scale=_scale(scale), bits=8, signed=op != "Sigmoid")
+    t = g.node("Clip", [g.node("Mul", [t, g.constant(_scale(1.9))]), g.constant(-0.6), g.constant(0.8)])
+    return g.build(g.quant(t, scale=_scale(0.0071), bits=9), (1, 4))
 
 
-@pytest.mark.parametrize("config, backend, io", FLOAT_CASES, ids=[f"{c.id}-{b}-{io}" for c, b, io in FLOAT_CASES])
-def test_float_scale_mlp_csim_equals_interpreter(config, backend, io, tmp_path):
-    path = export_qonnx_file(make_float_mlp(config), config.in_features, tmp_path / "m.onnx")
-    lowered, context = lower(load(path))
-    assert context.report.exact
-    x = np.random.default_rng(8).uniform(-2, 2, (300, config.in_features))
-    project = generate(lowered, tmp_path / "prj", backend=backend, io=io, tb_samples=4)
-    expected = execute(lowered, x, codes=True)
-    assert np.array_equal(project.predict(x, codes=True), expected)
+def _hawq():
+    from export_graphs import hawq_mlp
+
+    return hawq_mlp()
+
+
+def _hawq_integer_only():
+    from export_graphs import hawq_mlp_without_activation_quant
+
+    return hawq_mlp_without_activation_quant()
+
+
+def _qdq():
+    from export_graphs import qdq_mlp
+
+    return qdq_mlp()
+
+
+OTHER_MODELS = {"activations": _activations_model, "hawq": _hawq, "hawq-integer-only": _hawq_integer_only,
+                "qdq": _qdq}
+OTHER_CASES = [(name, *pairing) for name in OTHER_MODELS for pairing in PAIRINGS]
+
+
+@pytest.mark.parametrize("name, backend, io", OTHER_CASES, ids=[f"{n}-{b}-{io}" for n, b, io in OTHER_CASES])
+def test_other_exports_csim_equals_interpreter(name, backend, io, tmp_path):
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    model = OTHER_MODELS[name]()
+    lowered, context = lower(model if isinstance(model, ModelWrapper) else ModelWrapper(model))
+    assert context.report.exact, str(context.report)
+    if name == "activations":
+        assert [n.op_type for n in lowered.graph.node].count("Table") == 4
+    width = lowered.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    _csim_equals_interpreter(lowered, np.random.default_rng(9).uniform(-2.5, 2.5, (300, width)), backend, io,
+                             tmp_path)
