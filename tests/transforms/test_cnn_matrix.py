@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from cnn_zoo import INPUT_RANGE, MATRIX, CnnConfig, export_cnn_file, float64_forward, make_cnn
 
-from qonnx_ir import HwGraph, execute, load
-from qonnx_ir.errors import QonnxError
+from qonnx_ir import HwGraph, cli, execute, load
 from transforms import lower
 
 SAMPLES = 500
@@ -82,7 +81,7 @@ def _conv_graph(qonnx_graph, **conv):
      "leaves the padding out of the mean"),
     ("Resize-linear", dict(), "mode linear is not supported"),
 ])
-def test_unsupported_variants_are_one_line_errors(qonnx_graph, op, attrs, message):
+def test_unsupported_variants_are_one_line_errors(qonnx_graph, op, attrs, message, tmp_path, capsys):
     g = qonnx_graph("x", (1, 2, 6, 6))
     q = g.quant("x", scale=2**-4, bits=8)
     if op == "Resize-linear":
@@ -92,18 +91,27 @@ def test_unsupported_variants_are_one_line_errors(qonnx_graph, op, attrs, messag
     else:
         t = g.node(op, [q], **attrs)
         shape = (1, 2, 3, 3)
-    model = g.build(t, shape, opset=13)
-    with pytest.raises(QonnxError, match=message) as error:
-        lower(model)
-    assert error.value.node  # names the node
+    _transform_fails(g.build(t, shape, opset=13), message, tmp_path, capsys)
 
 
-def test_a_conv_with_a_non_constant_weight_is_refused(qonnx_graph):
+def _transform_fails(model, message: str, tmp_path, capsys) -> None:
+    """`qonnx transform` exits 2 with one line naming the node, and writes nothing."""
+    source, out_dir = tmp_path / "m.onnx", tmp_path / "out"
+    model.save(str(source))
+    out_dir.mkdir()
+    code = cli.main(["transform", str(source), "-o", str(out_dir / "m.hw.onnx")])
+    err = capsys.readouterr().err
+    (node,) = [n.name for n in model.graph.node if n.op_type not in ("Quant", "Constant")]
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert message in err and f"'{node}'" in err, err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_conv_with_a_non_constant_weight_is_refused(qonnx_graph, tmp_path, capsys):
     g = qonnx_graph("x", (1, 2, 6, 6))
     q = g.quant("x", scale=2**-4, bits=8)
     t = g.node("Conv", [q, q], kernel_shape=[3, 3])  # the weight is the data itself
-    with pytest.raises(QonnxError, match="Conv weights are not quantized constants"):
-        lower(g.build(t, (1, 2, 4, 4)))
+    _transform_fails(g.build(t, (1, 2, 4, 4)), "Conv weights are not quantized constants", tmp_path, capsys)
 
 
 def test_asymmetric_and_auto_padding_are_exact(qonnx_graph):
