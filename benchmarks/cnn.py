@@ -68,10 +68,24 @@ for path in (ROOT, BENCHMARKS):
 if str(ROOT / "tests") not in sys.path:
     sys.path.append(str(ROOT / "tests"))  # appended: tests/transforms must not shadow the package
 
+from csim import (  # noqa: E402  (benchmarks/csim.py: the jet tagger's C simulation benchmark)
+    BACKENDS,
+    _best,
+    _failed,
+    _hls4ml_compiled,
+    _hls4ml_usable,
+    _load,
+    _measure_ours,
+    _one_line,
+    _print_failures,
+    _result_cells,
+    _table,
+    _versus,
+)
+
 SECTIONS = ("interp", "csim", "latency")
 ALIASES = {"a": "interp", "b": "csim", "c": "latency", "all": "all"}
 DEFAULT_SAMPLES = {"interp": 20_000, "csim": 2_000}
-BACKENDS = [("vitis", "Vitis"), ("catapult", "Catapult")]  # (ours, hls4ml)
 INPUT_LSB = 2.0**-10  # inputs on this grid fit hls4ml's default fixed<16,6> input exactly
 PAPER_CYCLES, PAPER_CLOCK_NS = 1035, 5.0
 SVHN_BITS = 7
@@ -204,27 +218,11 @@ def csim_section(model: dict, samples: int, repeats: int, with_hls4ml: bool, scr
     failures = [] if np.array_equal(interp, reference) else ["csim: interpreter != float64 QONNX"]
     rows = [_ours(backend, lowered, x, interp, interp_codes, reference, scratch, repeats) for backend, _ in BACKENDS]
     failures += [f"csim ours {r['backend']}: {r['exact']}" for r in rows if r["exact"] != "yes"]
-    if not with_hls4ml:
-        print("hls4ml: skipped (--no-hls4ml)")
-    else:
-        try:
-            import hls4ml  # noqa: F401
-        except Exception as error:  # ImportError, or a broken install
-            print(f"hls4ml: skipped (not importable: {type(error).__name__}: {error})")
-        else:
-            rows += [_hls4ml(backend, path, x, interp, reference, scratch, repeats) for _, backend in BACKENDS]
-    table = []
-    for r in rows:
-        if "failed" in r:
-            table.append([r["backend"], r["tool"]] + ["-"] * 7)
-            continue
-        table.append([r["backend"], r["tool"], f"{r['project']:.2f}", f"{r['compile']:.2f}", f"{r['rate']:,.0f}",
-                      r["exact"], f"{r['argmax_interp']:.2%}", f"{r['argmax_ref']:.2%}", f"{r['diff_ref']:.3g}"])
+    if _hls4ml_usable(with_hls4ml):
+        rows += [_hls4ml(backend, path, x, interp, reference, scratch, repeats) for _, backend in BACKENDS]
     _table(["backend", "tool", "project s", "compile s", "predict samples/s", "== interpreter", "argmax=interp",
-            "argmax=float ref", "max|diff| float ref"], table)
-    for r in rows:
-        if "failed" in r:
-            print(f"  {r['tool']} {r['backend']}: {r['failed']}")
+            "argmax=float ref", "max|diff| float ref"], [_result_cells(r) for r in rows])
+    _print_failures(rows)
     by = {(r["tool"], r["backend"]): r for r in rows}
     for backend, _ in BACKENDS:
         ours, theirs = by.get(("ours", backend)), by.get(("hls4ml", backend))
@@ -236,57 +234,21 @@ def csim_section(model: dict, samples: int, repeats: int, with_hls4ml: bool, scr
 
 
 def _ours(backend, lowered, x, interp, interp_codes, reference, scratch, repeats) -> dict:
-    import hlsgen
-
-    row = {"backend": backend, "tool": "ours"}
-    start = time.perf_counter()
-    project = hlsgen.generate(lowered, scratch / f"ours-{backend}", backend=backend, io="stream", tb_samples=4)
-    row["project"] = time.perf_counter() - start
-    start = time.perf_counter()
-    result = project.compile()
-    call = time.perf_counter() - start  # also builds the precompiled vendor header, the first time ever
-    assert not result.cached, "expected a cold compile in a fresh directory"
-    row["compile"] = result.seconds
-    project.predict(x[:10])  # load the library
-    best, y = _best(lambda: project.predict(x), repeats)
-    row["rate"] = len(x) / best
-    exact = np.array_equal(y, interp) and np.array_equal(project.predict(x, codes=True), interp_codes)
-    row["exact"] = "yes" if exact else f"NO ({int(np.sum(np.any(y != interp, axis=1)))} samples differ)"
-    row.update(_versus(y, interp, reference))
+    row, result, call = _measure_ours(backend, lowered, x, interp, interp_codes, reference, scratch, repeats,
+                                      warmup=10, io="stream", tb_samples=4)
     print(f"ours {backend}: generate {row['project']:.2f} s, g++ {row['compile']:.2f} s (the compile() call "
           f"{call:.2f} s; headers: {result.headers}), {row['rate']:,.0f} samples/s")
     return row
 
 
 def _hls4ml(backend, model_path, x, interp, reference, scratch, repeats) -> dict:
-    import hls4ml
-    from csim import _build_error, _one_line, _qonnx_for_hls4ml
-
     row = {"backend": backend.lower(), "tool": "hls4ml"}
-    outdir = scratch / f"hls4ml-{backend}"
-    noise = io.StringIO()  # hls4ml prints every layer it parses
-    try:
-        with contextlib.redirect_stdout(noise):
-            model = _qonnx_for_hls4ml(model_path)
-            config = hls4ml.utils.config_from_onnx_model(model, granularity="name", backend=backend,
-                                                         default_precision="fixed<16,6>")
-            hls_model = hls4ml.converters.convert_from_onnx_model(
-                model, output_dir=str(outdir), backend=backend, io_type="io_stream", hls_config=config)
-    except Exception as error:  # whatever hls4ml raises, reported in one line
-        return _failed(row, f"convert failed: {_one_line(error)}")
-    try:
-        with contextlib.redirect_stdout(noise):
-            start = time.perf_counter()
-            hls_model.write()
-            row["project"] = time.perf_counter() - start
-            start = time.perf_counter()
-            hls_model._compile()  # compile() == write() + _compile()
-            row["compile"] = time.perf_counter() - start
-    except Exception as error:
-        return _failed(row, f"compile failed: {_build_error(outdir) or _one_line(error)}")
+    hls_model = _hls4ml_compiled(row, backend, model_path, scratch / f"hls4ml-{backend}", "io_stream")
+    if hls_model is None:
+        return row  # row["failed"] says why
     x = np.ascontiguousarray(x)  # channels first: the converted graph transposes its input itself
     try:
-        with contextlib.redirect_stdout(noise):
+        with contextlib.redirect_stdout(io.StringIO()):  # hls4ml prints as it predicts
             hls_model.predict(x[:10])
             best, y = _best(lambda: hls_model.predict(x), repeats)
     except Exception as error:
@@ -299,21 +261,6 @@ def _hls4ml(backend, model_path, x, interp, reference, scratch, repeats) -> dict
     print(f"hls4ml {row['backend']}: write {row['project']:.2f} s, build_lib.sh {row['compile']:.2f} s, "
           f"{row['rate']:,.0f} samples/s")
     return row
-
-
-def _failed(row, reason) -> dict:
-    print(f"hls4ml {row['backend']}: {reason}")
-    row["failed"] = reason
-    return row
-
-
-def _versus(y, interp, reference) -> dict:
-    return {"argmax_interp": _agree(y, interp), "argmax_ref": _agree(y, reference),
-            "diff_ref": float(np.max(np.abs(y - reference)))}
-
-
-def _agree(a, b) -> float:
-    return float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
 
 
 # -- section c: the SVHN network's latency estimate ---------------------------------------------
@@ -431,33 +378,6 @@ def _readme_layers(readme: str) -> list[dict]:
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     return [dict(zip(header, (cell.strip().strip("`") for cell in line.strip("|").split("|"))))
             for line in lines[2:]]
-
-
-# -- printing and timing ------------------------------------------------------------------------
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(str(row[i])) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
-
-
-def _best(function, repeats):
-    best, result = float("inf"), None
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

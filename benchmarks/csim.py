@@ -81,71 +81,68 @@ def main(argv=None) -> None:
     try:
         for ours_name, _ in BACKENDS:
             rows.append(_ours(ours_name, lowered, x, interp, interp_codes, reference, scratch, args.repeats))
-        if args.no_hls4ml:
-            print("hls4ml: skipped (--no-hls4ml)")
-        else:
-            try:
-                import hls4ml  # noqa: F401
-            except Exception as error:  # ImportError, or a broken install
-                print(f"hls4ml: skipped (not importable: {type(error).__name__}: {error})")
-            else:
-                for _, theirs_name in BACKENDS:
-                    rows.append(_hls4ml(theirs_name, args.model, x, interp, reference, scratch, args.repeats))
+        if _hls4ml_usable(not args.no_hls4ml):
+            for _, theirs_name in BACKENDS:
+                rows.append(_hls4ml(theirs_name, args.model, x, interp, reference, scratch, args.repeats))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    _table(rows)
+    _results_table(rows)
     _ratios(rows)
     print(f"load average at end: {_load()}")
     print(f"wall time: {time.perf_counter() - wall:.1f} s")
 
 
 def _ours(backend, lowered, x, interp, interp_codes, reference, scratch, repeats) -> dict:
-    import hlsgen
-
-    row = {"backend": backend, "tool": "ours"}
-    start = time.perf_counter()
-    project = hlsgen.generate(lowered, scratch / f"ours-{backend}", backend=backend, io="parallel", reuse=1)
-    row["project"] = time.perf_counter() - start
-    result = project.compile()
-    assert not result.cached, "expected a cold compile in a fresh directory"
-    row["compile"] = result.seconds
-    project.predict(x[:100])  # load the library
-    best, y = _best(lambda: project.predict(x), repeats)
-    row["rate"] = len(x) / best
-    exact = np.array_equal(y, interp) and np.array_equal(project.predict(x, codes=True), interp_codes)
-    row["exact"] = "yes" if exact else f"NO ({np.sum(np.any(y != interp, axis=1))} samples differ)"
-    row.update(_versus(y, interp, reference))
+    row, result, _ = _measure_ours(backend, lowered, x, interp, interp_codes, reference, scratch, repeats,
+                                   warmup=100, io="parallel", reuse=1)
     print(f"ours {backend}: generate {row['project']:.2f} s, g++ {row['compile']:.2f} s (headers: {result.headers}), "
           f"{row['rate']:,.0f} samples/s, predict == qonnx_ir.execute exactly: {row['exact']}")
     return row
 
 
-def _hls4ml(backend, model_path, x, interp, reference, scratch, repeats) -> dict:
-    import hls4ml
+def _measure_ours(backend, lowered, x, interp, interp_codes, reference, scratch, repeats, warmup: int,
+                  **generate_options):
+    """Our project for `backend` generated into scratch, compiled cold, predict timed and checked against the
+    interpreter (values and codes); returns (row, CompileResult, seconds of the whole compile() call)."""
+    import hlsgen
 
+    row = {"backend": backend, "tool": "ours"}
+    start = time.perf_counter()
+    project = hlsgen.generate(lowered, scratch / f"ours-{backend}", backend=backend, **generate_options)
+    row["project"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = project.compile()
+    call = time.perf_counter() - start  # also builds the precompiled vendor header, the first time ever
+    assert not result.cached, "expected a cold compile in a fresh directory"
+    row["compile"] = result.seconds
+    project.predict(x[:warmup])  # load the library
+    best, y = _best(lambda: project.predict(x), repeats)
+    row["rate"] = len(x) / best
+    exact = np.array_equal(y, interp) and np.array_equal(project.predict(x, codes=True), interp_codes)
+    row["exact"] = "yes" if exact else f"NO ({int(np.sum(np.any(y != interp, axis=1)))} samples differ)"
+    row.update(_versus(y, interp, reference))
+    return row, result, call
+
+
+def _hls4ml_usable(requested: bool) -> bool:
+    """Whether to run hls4ml: requested and importable; prints why not otherwise."""
+    if not requested:
+        print("hls4ml: skipped (--no-hls4ml)")
+        return False
+    try:
+        import hls4ml  # noqa: F401
+    except Exception as error:  # ImportError, or a broken install
+        print(f"hls4ml: skipped (not importable: {type(error).__name__}: {error})")
+        return False
+    return True
+
+
+def _hls4ml(backend, model_path, x, interp, reference, scratch, repeats) -> dict:
     row = {"backend": backend.lower(), "tool": "hls4ml"}
-    outdir = scratch / f"hls4ml-{backend}"
-    noise = io.StringIO()  # hls4ml prints every layer it parses
-    try:
-        with contextlib.redirect_stdout(noise):
-            model = _qonnx_for_hls4ml(model_path)
-            config = hls4ml.utils.config_from_onnx_model(model, granularity="name", backend=backend,
-                                                         default_precision="fixed<16,6>")
-            hls_model = hls4ml.converters.convert_from_onnx_model(
-                model, output_dir=str(outdir), backend=backend, io_type="io_parallel", hls_config=config)
-    except Exception as error:
-        return _failed(row, f"convert failed: {_one_line(error)}")
-    try:
-        with contextlib.redirect_stdout(noise):
-            start = time.perf_counter()
-            hls_model.write()
-            row["project"] = time.perf_counter() - start
-            start = time.perf_counter()
-            hls_model._compile()  # compile() == write() + _compile()
-            row["compile"] = time.perf_counter() - start
-    except Exception as error:
-        return _failed(row, f"compile failed: {_build_error(outdir) or _one_line(error)}")
+    hls_model = _hls4ml_compiled(row, backend, model_path, scratch / f"hls4ml-{backend}", "io_parallel")
+    if hls_model is None:
+        return row  # row["failed"] says why
     try:
         hls_model.predict(x[:100])
         best, y = _best(lambda: hls_model.predict(x), repeats)
@@ -158,6 +155,36 @@ def _hls4ml(backend, model_path, x, interp, reference, scratch, repeats) -> dict
     print(f"hls4ml {row['backend']}: write {row['project']:.2f} s, build_lib.sh {row['compile']:.2f} s, "
           f"{row['rate']:,.0f} samples/s")
     return row
+
+
+def _hls4ml_compiled(row, backend, model_path, outdir: Path, io_type: str):
+    """hls4ml's model of the QONNX file, converted, written (row["project"] s) and compiled (row["compile"] s);
+    None when a step fails, the reason in row["failed"]."""
+    import hls4ml
+
+    noise = io.StringIO()  # hls4ml prints every layer it parses
+    try:
+        with contextlib.redirect_stdout(noise):
+            model = _qonnx_for_hls4ml(model_path)
+            config = hls4ml.utils.config_from_onnx_model(model, granularity="name", backend=backend,
+                                                         default_precision="fixed<16,6>")
+            hls_model = hls4ml.converters.convert_from_onnx_model(
+                model, output_dir=str(outdir), backend=backend, io_type=io_type, hls_config=config)
+    except Exception as error:  # whatever hls4ml raises, reported in one line
+        _failed(row, f"convert failed: {_one_line(error)}")
+        return None
+    try:
+        with contextlib.redirect_stdout(noise):
+            start = time.perf_counter()
+            hls_model.write()
+            row["project"] = time.perf_counter() - start
+            start = time.perf_counter()
+            hls_model._compile()  # compile() == write() + _compile()
+            row["compile"] = time.perf_counter() - start
+    except Exception as error:
+        _failed(row, f"compile failed: {_build_error(outdir) or _one_line(error)}")
+        return None
+    return hls_model
 
 
 def _qonnx_for_hls4ml(path):
@@ -215,27 +242,35 @@ def _versus(y, interp, reference) -> dict:
             "diff_ref": float(np.max(np.abs(y - reference)))}
 
 
-def _table(rows) -> None:
-    header = ["backend", "tool", "project s", "compile s", "predict samples/s", "bit-exact vs interp",
-              "argmax=interp", "argmax=float ref", "max|diff| float ref"]
-    lines = []
-    for r in rows:
-        if "failed" in r:
-            lines.append([r["backend"], r["tool"], "-", "-", "-", "-", "-", "-", "-"])
-            continue
-        lines.append([r["backend"], r["tool"], f"{r['project']:.2f}", f"{r['compile']:.2f}", f"{r['rate']:,.0f}",
-                      r["exact"], f"{r['argmax_interp']:.2%}", f"{r['argmax_ref']:.2%}", f"{r['diff_ref']:.3g}"])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+def _results_table(rows) -> None:
     print()
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-|-".join("-" * w for w in widths))
-    for line in lines:
-        print(" | ".join(c.ljust(w) for c, w in zip(line, widths)))
+    _table(["backend", "tool", "project s", "compile s", "predict samples/s", "bit-exact vs interp",
+            "argmax=interp", "argmax=float ref", "max|diff| float ref"], [_result_cells(r) for r in rows])
+    _print_failures(rows)
+    print("  project s: ours = hlsgen.generate(), hls4ml = ModelGraph.write(); "
+          "compile s: ours = Project.compile() g++ (cold), hls4ml = ModelGraph._compile() (build_lib.sh g++ + dlopen)")
+
+
+def _result_cells(r) -> list[str]:
+    """A row of _ours or _hls4ml as table cells (dashes where it failed)."""
+    if "failed" in r:
+        return [r["backend"], r["tool"]] + ["-"] * 7
+    return [r["backend"], r["tool"], f"{r['project']:.2f}", f"{r['compile']:.2f}", f"{r['rate']:,.0f}",
+            r["exact"], f"{r['argmax_interp']:.2%}", f"{r['argmax_ref']:.2%}", f"{r['diff_ref']:.3g}"]
+
+
+def _print_failures(rows) -> None:
     for r in rows:
         if "failed" in r:
             print(f"  {r['tool']} {r['backend']}: {r['failed']}")
-    print("  project s: ours = hlsgen.generate(), hls4ml = ModelGraph.write(); "
-          "compile s: ours = Project.compile() g++ (cold), hls4ml = ModelGraph._compile() (build_lib.sh g++ + dlopen)")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(str(row[i])) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-|-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
 
 
 def _ratios(rows) -> None:

@@ -90,11 +90,12 @@ from torch.overrides import TorchFunctionMode
 
 from qonnx_ir.errors import QonnxError
 
+from .layers import QUANTIZABLE, run_once
 from .quantizers import MAX_WEIGHT_BITS, MIN_WEIGHT_BITS
 
 INPUT_QUANT_NAME = "input_quant"
 INPUT = "<input>"  # the source name of the model input's quantizer
-LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+LAYERS = QUANTIZABLE  # nn.Linear, nn.Conv1d, nn.Conv2d
 PASS_THROUGH = (nn.Identity, nn.Flatten, nn.Dropout, nn.MaxPool1d, nn.MaxPool2d)  # a QuantTensor stays one
 AVERAGES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -262,21 +263,7 @@ def _traced_flow(model: nn.Module, x: torch.Tensor, percentile: float) -> _Flow:
     for name, module in leaves.items():
         hooks.append(module.register_forward_pre_hook(before))
         hooks.append(module.register_forward_hook(lambda m, i, o, name=name: after(name, m, i, o)))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad(), Recorder():
-            model(x)
-    except QonnxError:
-        raise
-    except Exception as error:
-        message = " ".join(str(error).split())[:200]
-        raise QonnxError(f"apply_bits: the float model fails on the calibration data of shape {tuple(x.shape)} "
-                         f"({type(error).__name__}: {message})") from error
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    run_once(model, x, hooks, "apply_bits: the float model fails on the calibration data", Recorder())
     return flow
 
 

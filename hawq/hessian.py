@@ -111,7 +111,7 @@ from tqdm import tqdm
 
 from qonnx_ir.errors import QonnxError
 
-from .layers import quantizable_layers
+from .layers import evaluating, quantizable_layers
 
 __all__ = ["TraceEstimate", "exact_traces", "hessian_traces", "top_eigenvalues"]
 
@@ -178,7 +178,7 @@ def hessian_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[st
         forward_cache = None
         if chain is not None:
             modules, kind = chain
-            positions = [next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w) for w in weights]
+            positions = _chain_positions(modules, weights)
         gens = [_generator(seed, name) for name in names]
         samples: list[list[np.ndarray]] = [[] for _ in names]
         active = list(range(len(names)))
@@ -246,8 +246,7 @@ def exact_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[str]
         if chain is None:
             raise QonnxError(f"exact_traces needs {CHAIN_TEXT}; use hessian_traces for other models")
         modules, kind = chain
-        positions = {next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w): i
-                     for i, w in enumerate(weights)}
+        positions = {j: i for i, j in enumerate(_chain_positions(modules, weights))}
         exact = copy.deepcopy(torch.nn.ModuleList(modules)).double()  # float64: exact up to rounding
         sums = torch.zeros(len(weights), dtype=torch.float64)
         total, directions = 0, 0
@@ -268,7 +267,7 @@ def exact_traces(model: torch.nn.Module, loss_fn, data, *, layers: Sequence[str]
                 chunk = _direction_chunk(directions, n, sizes)
                 for first in range(0, directions, chunk):
                     grad_outputs = factor.block(first, min(first + chunk, directions))
-                    deltas = _batched_vjp(z, [outputs[j] for j in positions], grad_outputs)
+                    deltas = _row_grads(z, [outputs[j] for j in positions], grad_outputs)
                     for (j, i), delta in zip(positions.items(), deltas):
                         sums[i] += n / factor.count * _per_sample_squared_norms(exact[j], inputs[j].detach(),
                                                                                 delta).cpu()
@@ -368,23 +367,26 @@ def _rademacher(gen: torch.Generator, k: int, weight: torch.Tensor, device) -> t
     return bits.to(device=device, dtype=weight.dtype).mul_(2).sub_(1)
 
 
+def _row_grads(output: torch.Tensor, inputs: list, rows: torch.Tensor, *, allow_unused: bool = False) -> list:
+    """d(b . output)/d(input) for each row b of `rows` and each of `inputs`: [(r, *input.shape) or None
+    where unused]. Several rows go through one batched backward (vmap); one row, or an op without a
+    vmap batching rule, takes a plain backward per row (for one row vmap's set-up costs more than it saves)."""
+    options = {"retain_graph": True, "allow_unused": allow_unused}
+    if len(rows) > 1:
+        try:
+            return list(torch.autograd.grad(output, inputs, grad_outputs=rows, is_grads_batched=True, **options))
+        except RuntimeError:  # no batching rule: one row at a time
+            pass
+    per_row = [torch.autograd.grad(output, inputs, grad_outputs=row, **options) for row in rows]
+    return [None if any(g[i] is None for g in per_row) else torch.stack([g[i] for g in per_row])
+            for i in range(len(inputs))]
+
+
 def _block_hvp(grad, weight: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """H_l v for each row v of `vectors` ([k, *weight.shape]), H_l the block of `weight`."""
     if grad is None or not grad.requires_grad:  # the gradient does not depend on any weight
         return torch.zeros_like(vectors)
-    if len(vectors) == 1:  # plain double backward: vmap's set-up costs more than it saves
-        (hv,) = torch.autograd.grad(grad, weight, grad_outputs=vectors[0], retain_graph=True,
-                                    allow_unused=True)
-        return torch.zeros_like(vectors) if hv is None else hv.unsqueeze(0)
-    try:
-        (hv,) = torch.autograd.grad(grad, weight, grad_outputs=vectors, retain_graph=True,
-                                    allow_unused=True, is_grads_batched=True)
-    except RuntimeError:  # an op without a vmap batching rule: one product at a time
-        hv = [torch.autograd.grad(grad, weight, grad_outputs=v, retain_graph=True, allow_unused=True)[0]
-              for v in vectors]
-        if any(h is None for h in hv):
-            return torch.zeros_like(vectors)
-        hv = torch.stack(hv)
+    (hv,) = _row_grads(grad, [weight], vectors, allow_unused=True)
     return torch.zeros_like(vectors) if hv is None else hv
 
 
@@ -436,6 +438,11 @@ def _piecewise_linear_chain(model, loss_fn):
     return None
 
 
+def _chain_positions(modules, weights) -> list[int]:
+    """The index in the chain of the module owning each weight."""
+    return [next(j for j, m in enumerate(modules) if getattr(m, "weight", None) is w) for w in weights]
+
+
 @dataclass
 class _Forward:
     inputs: list  # the input of every module
@@ -445,9 +452,9 @@ class _Forward:
 
 def _class_probabilities(loss_fn, z: torch.Tensor, y: torch.Tensor):
     """(p, target mass or None): cross-entropy's per-output quantities, classes on dim 1 of z."""
-    classes = z.shape[1] if z.dim() > 1 else z.shape[0]
     if z.dim() < 2:
         raise QonnxError("hessian_traces: cross-entropy needs a batch of logits (N, C, ...)")
+    classes = z.shape[1]
     mass = None
     if y.shape == z.shape and y.is_floating_point():  # probabilities
         mass = y.double().movedim(1, -1).reshape(-1, classes).sum(1)
@@ -573,18 +580,6 @@ def _direction_chunk(directions: int, n: int, sizes) -> int:
     return max(1, min(directions, (1 << 23) // max(1, n * max(sizes, default=1))))
 
 
-def _batched_vjp(z: torch.Tensor, outputs: list, grad_outputs: torch.Tensor) -> list:
-    """d(b . z)/d(output) for each row b of grad_outputs and each output: [(r, *output.shape)]."""
-    if len(grad_outputs) > 1:
-        try:
-            return list(torch.autograd.grad(z, outputs, grad_outputs=grad_outputs, retain_graph=True,
-                                            is_grads_batched=True))
-        except RuntimeError:  # an op without a vmap batching rule: one direction at a time
-            pass
-    rows = [torch.autograd.grad(z, outputs, grad_outputs=b, retain_graph=True) for b in grad_outputs]
-    return [torch.stack([row[i] for row in rows]) for i in range(len(outputs))]
-
-
 def _patches(conv, h: torch.Tensor) -> torch.Tensor:
     """im2col of a convolution's input: (N, C_in * K, positions), rows in the weight's (C_in/g, k) order."""
     mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
@@ -643,20 +638,17 @@ def _session(model, layers, device, what):
         wanted = set(layers)
         names = [name for name in found if name in wanted]  # forward order, no duplicates
     weights = [found[name].weight for name in names]
-    modes = [(m, m.training) for m in work.modules()]
     flags = [(p, p.requires_grad) for p in work.parameters()]
     try:
-        work.eval()
-        for p in work.parameters():
-            p.requires_grad_(False)
-        for w in weights:
-            w.requires_grad_(True)
-        yield work, names, weights, device
+        with evaluating(work):
+            for p in work.parameters():
+                p.requires_grad_(False)
+            for w in weights:
+                w.requires_grad_(True)
+            yield work, names, weights, device
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
 
 
 def _to(obj, device):

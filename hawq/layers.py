@@ -16,6 +16,7 @@ batch for a model with convolutions; for an MLP `layer_shapes(model)` needs neit
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -135,18 +136,34 @@ def _output_positions(model, layers, x) -> dict[str, int]:
 
     hooks = [module.register_forward_hook(lambda m, _i, out, name=name: record(name, m, out))
              for name, module in layers.items()]
+    run_once(model, x, hooks, "layer_shapes: the model fails on an input")
+    return positions
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """`model` in eval mode inside; every module's own training flag restored afterwards."""
     modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        with torch.no_grad():
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def run_once(model: torch.nn.Module, x: torch.Tensor, hooks, failure: str, mode=None) -> None:
+    """model(x) once, in eval mode without gradients (and inside the torch function `mode`, if
+    given), for what its `hooks` record; the hooks are removed afterwards. A QonnxError passes
+    through; any other error becomes one: "<failure> of shape (...) (TypeError: ...)"."""
+    try:
+        with evaluating(model), torch.no_grad(), mode or contextlib.nullcontext():
             model(x)
+    except QonnxError:
+        raise
     except Exception as error:
         message = " ".join(str(error).split())[:200]
-        raise QonnxError(f"layer_shapes: the model fails on an input of shape {tuple(x.shape)} "
-                         f"({type(error).__name__}: {message})") from error
+        raise QonnxError(f"{failure} of shape {tuple(x.shape)} ({type(error).__name__}: {message})") from error
     finally:
         for hook in hooks:
             hook.remove()
-        for m, mode in modes:
-            m.training = mode
-    return positions

@@ -107,7 +107,7 @@ class MlpConfig:
         return "-".join(parts)
 
 
-def _nearest_po2(value: float) -> float:
+def nearest_po2(value: float) -> float:
     return 2.0 ** round(math.log2(max(value, 2.0**-20)))
 
 
@@ -145,9 +145,12 @@ def _linear(config: MlpConfig, in_features: int, out_features: int, rng) -> Quan
     return layer
 
 
-def _randomize_batchnorm(bn: nn.BatchNorm1d, pre: torch.Tensor, rng) -> None:
-    """Running statistics near the real ones (so outputs stay O(1)), randomly perturbed."""
-    mean, std = pre.mean(0).numpy(), pre.std(0).numpy() + 1e-3
+def randomize_batchnorm(bn: nn.BatchNorm1d | nn.BatchNorm2d, pre: torch.Tensor, rng) -> None:
+    """Running statistics near the real ones (so outputs stay O(1)), randomly perturbed.
+
+    Statistics per channel (axis 1), over the batch and any spatial axes (CNNs use it too)."""
+    axes = [0] + list(range(2, pre.dim()))
+    mean, std = pre.mean(axes).numpy(), pre.std(axes).numpy() + 1e-3
     width = bn.num_features
     bn.running_mean.copy_(torch.from_numpy(mean + 0.3 * std * rng.standard_normal(width)))
     bn.running_var.copy_(torch.from_numpy(std**2 * rng.uniform(0.5, 2.0, width)))
@@ -183,15 +186,15 @@ def make_mlp(config: MlpConfig) -> nn.Module:
                 # eps = 2**-16 is exact in the float32 ONNX attribute and in float64 torch
                 # (1e-5 is not), so float64 runs of both see the same BatchNorm.
                 bn = nn.BatchNorm1d(fan_out, eps=2.0**-16).eval()
-                _randomize_batchnorm(bn, pre, rng)
+                randomize_batchnorm(bn, pre, rng)
                 layers.append(bn)
                 pre = bn(pre)
             if config.act_bits == 1:
                 threshold = 2.0 ** -(index + 1)  # +-scale carries no range: vary it instead
             elif config.act_signed:
-                threshold = _nearest_po2(float(torch.quantile(pre.abs().flatten(), 0.99)))
+                threshold = nearest_po2(float(torch.quantile(pre.abs().flatten(), 0.99)))
             else:
-                threshold = _nearest_po2(float(torch.quantile(pre.clamp(min=0).flatten(), 0.99)))
+                threshold = nearest_po2(float(torch.quantile(pre.clamp(min=0).flatten(), 0.99)))
             act_quant = _act_quantizer(config, threshold, signed=config.act_signed).eval()
             layers.append(act_quant)
             x = act_quant(pre)

@@ -43,6 +43,7 @@ from brevitas.quant.scaled_int import Int24Bias
 from torch import nn
 
 from brevitas_zoo import export_qonnx_file as _export_mlp_file  # noqa: F401  (same export settings)
+from brevitas_zoo import nearest_po2, randomize_batchnorm
 
 INPUT_RANGE = 2.0
 _CALIBRATION = 256
@@ -90,10 +91,6 @@ class CnnConfig:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.in_channels, self.size) if self.dims == 1 else (self.in_channels, self.size, self.size)
-
-
-def _nearest_po2(value: float) -> float:
-    return 2.0 ** round(math.log2(max(value, 2.0**-20)))
 
 
 def _act(config: CnnConfig, threshold: float, signed: bool) -> nn.Module:
@@ -190,18 +187,7 @@ class _Cnn(nn.Module):
 
 def _threshold(pre: torch.Tensor, config: CnnConfig, signed: bool) -> float:
     values = pre.abs() if signed else pre.clamp(min=0)
-    return _nearest_po2(float(torch.quantile(values.flatten()[:100000], 0.99)))
-
-
-def _randomize_batchnorm(bn, pre: torch.Tensor, rng) -> None:
-    axes = [0] + list(range(2, pre.dim()))
-    mean, std = pre.mean(axes).numpy(), pre.std(axes).numpy() + 1e-3
-    width = bn.num_features
-    bn.running_mean.copy_(torch.from_numpy(mean + 0.3 * std * rng.standard_normal(width)))
-    bn.running_var.copy_(torch.from_numpy(std**2 * rng.uniform(0.5, 2.0, width)))
-    sign = np.where(rng.random(width) < 0.2, -1.0, 1.0)
-    bn.weight.data = torch.from_numpy(sign * rng.uniform(0.5, 2.0, width)).float()
-    bn.bias.data = torch.from_numpy(rng.normal(0.0, 0.5, width)).float()
+    return nearest_po2(float(torch.quantile(values.flatten()[:100000], 0.99)))
 
 
 def make_cnn(config: CnnConfig) -> nn.Module:
@@ -215,7 +201,7 @@ def make_cnn(config: CnnConfig) -> nn.Module:
         h = model.input(x)
         pre = model.conv1(h)
         if config.batchnorm:
-            _randomize_batchnorm(model.bn1, pre, rng)
+            randomize_batchnorm(model.bn1, pre, rng)
             pre = model.bn1(pre)
         model.act1 = _act(config, 0.5 if config.act_bits == 1 else _threshold(pre, config, signed), signed).eval()
         a = model.act1(pre)
@@ -228,7 +214,7 @@ def make_cnn(config: CnnConfig) -> nn.Module:
         p = model.upsample(p)
         pre2 = model.conv2(model.zeropad(p))
         if config.batchnorm:
-            _randomize_batchnorm(model.bn2, pre2, rng)
+            randomize_batchnorm(model.bn2, pre2, rng)
             pre2 = model.bn2(pre2)
         if config.join != "none" and config.pool not in ("avg", "global"):
             model.act2 = model.act1 if config.pool != "trunc_avg" else _act(config, _threshold(pre2, config, signed),

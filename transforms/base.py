@@ -19,6 +19,8 @@ from qonnx_ir.limits import (
 )
 from qonnx_ir.types import FixedType
 
+from .graph import typed
+
 # option -> (lowest, highest) allowed: beyond these a result would not stay exact or sane
 OPTION_RANGES = {
     "multiplier_bits": (2, MAX_MULTIPLIER_BITS),
@@ -178,3 +180,21 @@ class Pass:
 
     def apply(self, model: ModelWrapper, context: Context) -> bool:
         raise NotImplementedError
+
+
+NOT_TYPED_YET = "its input has no fixed-point type yet"
+LOWER_PRODUCER_FIRST = f"{NOT_TYPED_YET} (lower its producer first)"
+
+
+def lower_each(model: ModelWrapper, nodes, context: Context, lower, skip_reason: str = NOT_TYPED_YET) -> bool:
+    """lower(model, node, x, context) for each node, in order, whose first input has an edge type x
+    (the others are skipped with `skip_reason`); whether any was lowered."""
+    changed = False
+    for node in nodes:
+        x = typed(model, node.input[0])
+        if x is None:
+            context.skip(node.name, skip_reason)
+            continue
+        lower(model, node, x, context)
+        changed = True
+    return changed

@@ -17,7 +17,6 @@ Two things can stand in the way:
 from __future__ import annotations
 
 import numpy as np
-from onnx import numpy_helper
 
 from qonnx_ir.dialect import GraphView, is_hw
 from qonnx_ir.ops.conv import Conv
@@ -26,6 +25,7 @@ from qonnx_ir.ops.dense import Dense
 from . import float_chain
 from .base import Context, Pass
 from .graph import (
+    add_float_initializer,
     attribute,
     fresh_name,
     remove_dead_nodes,
@@ -130,11 +130,7 @@ def _repeat_constants(model, nodes, tensor: str) -> None:
             if value is None or value.size != edge.channels or value.size == 1:
                 continue
             repeated = np.repeat(np.asarray(value, np.float64).reshape(-1), positions)
-            exact32 = np.array_equal(repeated.astype(np.float32), repeated)
-            new = fresh_name(model, f"{name}_flattened")
-            model.graph.initializer.append(numpy_helper.from_array(
-                repeated.astype(np.float32) if exact32 else repeated, new))
-            node.input[index] = new
+            node.input[index] = add_float_initializer(model, f"{name}_flattened", repeated)
 
 
 def _round_bias(model, producer, add, blocker, context: Context) -> None:

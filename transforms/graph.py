@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.intquant import int_quant
 
@@ -11,6 +11,7 @@ from qonnx_ir.dialect import (
     DOMAIN,
     OPSET,
     EdgeType,
+    GraphView,
     is_hw,
     read_edge_type,
     write_edge_type,
@@ -18,10 +19,12 @@ from qonnx_ir.dialect import (
 from qonnx_ir.dialect.builder import add_constant
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.quant import QUANT_OPS, attribute, constant, quant_parameters
+from qonnx_ir.validate import STANDARD_DOMAINS
 
 __all__ = [
     "QUANT_OPS",
     "add_constant",
+    "add_float_initializer",
     "attribute",
     "constant",
     "fresh_name",
@@ -32,9 +35,11 @@ __all__ = [
     "remove_dead_nodes",
     "remove_nodes",
     "replace_node",
+    "replace_with_op",
     "rewire",
     "set_edge",
     "single_consumer",
+    "standard_nodes",
     "typed",
 ]
 
@@ -49,6 +54,11 @@ def set_edge(model: ModelWrapper, tensor: str, edge: EdgeType) -> None:
     write_edge_type(model, tensor, edge)
     if not any(entry.domain == DOMAIN for entry in model.model.opset_import):
         model.model.opset_import.append(helper.make_opsetid(DOMAIN, OPSET))
+
+
+def standard_nodes(model: ModelWrapper, *op_types: str) -> list[NodeProto]:
+    """The nodes of these ONNX (standard domain) op types, in graph order."""
+    return [n for n in model.graph.node if n.op_type in op_types and n.domain in STANDARD_DOMAINS]
 
 
 def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
@@ -147,10 +157,28 @@ def replace_node(model: ModelWrapper, old: NodeProto, new: NodeProto, also_remov
     model.graph.node.insert(min(position, len(model.graph.node)), new)
 
 
+def replace_with_op(model: ModelWrapper, node: NodeProto, op, inputs, outputs, **attributes) -> None:
+    """Put the dialect op `op` (an HwOp class) reading `inputs` and writing `outputs` where `node`
+    was, and store the type it infers for its first output."""
+    new = op.make(node.name, inputs, outputs, **attributes)
+    replace_node(model, node, new)
+    set_edge(model, new.output[0], op(new, GraphView(model)).infer()[0])
+
+
 def insert_after(model: ModelWrapper, anchor: NodeProto, new_nodes: list[NodeProto]) -> None:
     position = list(model.graph.node).index(anchor) + 1
     for offset, node in enumerate(new_nodes):
         model.graph.node.insert(position + offset, node)
+
+
+def add_float_initializer(model: ModelWrapper, base: str, values) -> str:
+    """A float initializer under a fresh name: float32 when that holds every value exactly, else
+    float64 (which keeps a quantized value exact)."""
+    values = np.asarray(values, np.float64)
+    exact32 = np.array_equal(values.astype(np.float32), values)
+    name = fresh_name(model, base)
+    model.graph.initializer.append(numpy_helper.from_array(values.astype(np.float32) if exact32 else values, name))
+    return name
 
 
 def fresh_name(model: ModelWrapper, base: str) -> str:

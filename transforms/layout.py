@@ -1,16 +1,17 @@
 """Reading ONNX's channels-first attributes against channels-last edges.
 
 A raw QONNX tensor is (N, C, *spatial); the edge of the same tensor in the dialect is
-(*spatial, C). These helpers translate an ONNX axis, pads and window attributes.
+(*spatial, C). These helpers translate an ONNX axis, pads and window attributes, and pad a window's input.
 """
 
 from __future__ import annotations
 
-from qonnx_ir.dialect import EdgeType
+from qonnx_ir.dialect import EdgeType, GraphView
 from qonnx_ir.errors import QonnxError
+from qonnx_ir.ops.pad import Pad
 from qonnx_ir.ops.window import same_pads
 
-from .graph import attribute
+from .graph import attribute, fresh_name, set_edge
 
 
 def channel_axis(edge: EdgeType, axis: int, node) -> int:
@@ -45,3 +46,16 @@ def window_attributes(node, edge: EdgeType, kernel: tuple[int, ...]) -> tuple[tu
     if len(strides) != rank or len(dilations) != rank or len(pads) != 2 * rank:
         raise QonnxError("strides, dilations or pads do not match the kernel", node=node.name)
     return strides, dilations, pads
+
+
+def padded_input(model, node, pads: tuple[int, ...], value: int) -> str:
+    """The tensor a Conv / pooling node's window reads: its input, or with any pads a Pad of it by
+    `value`, inserted before the node (so the window never reads outside its input)."""
+    source = node.input[0]
+    if not any(pads):
+        return source
+    padded = fresh_name(model, f"{source}_padded")
+    pad = Pad.make(f"{node.name}/pad", [source], [padded], pads=list(pads), value=value)
+    model.graph.node.insert(list(model.graph.node).index(node), pad)
+    set_edge(model, padded, Pad(pad, GraphView(model)).infer()[0])
+    return padded

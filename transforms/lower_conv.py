@@ -12,16 +12,16 @@ Padding becomes its own Pad node, so the convolution itself never reads outside 
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from qonnx_ir.dialect import GraphView
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.conv import Conv
-from qonnx_ir.ops.pad import Pad
 
-from .base import Context, Pass
+from .base import LOWER_PRODUCER_FIRST, Context, Pass, lower_each
 from .graph import (
     add_constant,
+    add_float_initializer,
     attribute,
     fresh_name,
     is_hw,
@@ -30,9 +30,8 @@ from .graph import (
     replace_node,
     set_edge,
     single_consumer,
-    typed,
 )
-from .layout import window_attributes
+from .layout import padded_input, window_attributes
 from .weights import add_bias, constant_or_quantized, weight_type
 
 
@@ -43,14 +42,8 @@ class LowerConv(Pass):
     produces = ("Conv",)
 
     def apply(self, model, context: Context) -> bool:
-        changed = False
-        for node in [n for n in model.graph.node if n.op_type == "Conv" and not is_hw(n)]:
-            x = typed(model, node.input[0])
-            if x is None:
-                context.skip(node.name, "its input has no fixed-point type yet (lower its producer first)")
-                continue
-            _lower(model, node, x, context)
-            changed = True
+        convs = [n for n in model.graph.node if n.op_type == "Conv" and not is_hw(n)]
+        changed = lower_each(model, convs, context, _lower, LOWER_PRODUCER_FIRST)
         if changed:
             remove_dead_nodes(model)
         return changed
@@ -94,14 +87,7 @@ def _lower(model, node, x, context) -> None:
             value = constant_or_quantized(model, other)
             if value is not None and value.size == codes.shape[0]:
                 bias_real = value.reshape(-1)
-    source = node.input[0]
-    if any(pads):
-        padded = fresh_name(model, f"{source}_padded")
-        pad = Pad.make(f"{name}/pad", [source], [padded], pads=list(pads), value=0)
-        model.graph.node.insert(list(model.graph.node).index(node), pad)
-        set_edge(model, padded, Pad(pad, GraphView(model)).infer()[0])
-        source = padded
-    inputs = [source, weight_name]
+    inputs = [padded_input(model, node, pads, 0), weight_name]
     if bias_real is not None:
         acc_gain = float(x.gain[0]) * np.broadcast_to(weight_gain, (codes.shape[0],))
         bias = add_bias(model, name, np.broadcast_to(bias_real.reshape(-1), (codes.shape[0],)),
@@ -114,11 +100,7 @@ def _lower(model, node, x, context) -> None:
         else:  # a float bias stays a float Add after the convolution, for the requantization to absorb
             if follower is None:
                 accumulator = fresh_name(model, f"{output}_acc")
-                bias_name = fresh_name(model, f"{name}/float_bias")
-                value = np.asarray(bias_real, np.float64).reshape(-1)
-                exact32 = np.array_equal(value.astype(np.float32), value)  # float64 keeps a quantized bias exact
-                model.graph.initializer.append(numpy_helper.from_array(
-                    value.astype(np.float32) if exact32 else value, bias_name))
+                bias_name = add_float_initializer(model, f"{name}/float_bias", np.reshape(bias_real, -1))
                 add = helper.make_node("Add", [accumulator, bias_name], [output], name=f"{name}/float_bias")
                 model.graph.node.insert(list(model.graph.node).index(node) + 1, add)
                 output = accumulator

@@ -19,7 +19,7 @@ from qonnx_ir.dialect import EdgeType, GraphView
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.dense import Dense
 
-from .base import Context, Pass
+from .base import LOWER_PRODUCER_FIRST, Context, Pass, lower_each
 from .graph import (
     add_constant,
     fresh_name,
@@ -28,7 +28,6 @@ from .graph import (
     replace_node,
     set_edge,
     single_consumer,
-    typed,
 )
 from .weights import add_bias, constant_or_quantized, weight_type
 
@@ -40,14 +39,7 @@ class LowerDense(Pass):
     produces = ("Dense",)
 
     def apply(self, model, context: Context) -> bool:
-        changed = False
-        for node in list(model.get_nodes_by_op_type("MatMul")):
-            x = typed(model, node.input[0])
-            if x is None:
-                context.skip(node.name, "its input has no fixed-point type yet (lower its producer first)")
-                continue
-            self._lower(model, node, x, context)
-            changed = True
+        changed = lower_each(model, model.get_nodes_by_op_type("MatMul"), context, self._lower, LOWER_PRODUCER_FIRST)
         if changed:
             remove_dead_nodes(model)
         return changed

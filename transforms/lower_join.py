@@ -9,13 +9,12 @@ requantization that follows as a float op.
 
 from __future__ import annotations
 
-from qonnx_ir.dialect import GraphView
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.add import Add
 from qonnx_ir.ops.concat import MAX_INPUTS, Concat
 
 from .base import Context, Pass
-from .graph import attribute, replace_node, set_edge, typed
+from .graph import attribute, replace_with_op, standard_nodes, typed
 from .layout import channel_axis
 
 
@@ -27,7 +26,7 @@ class LowerAdd(Pass):
 
     def apply(self, model, context: Context) -> bool:
         changed = False
-        for node in [n for n in model.graph.node if n.op_type == "Add" and n.domain in ("", "ai.onnx")]:
+        for node in standard_nodes(model, "Add"):
             edges = [typed(model, name) for name in node.input]
             if any(model.get_initializer(name) is not None for name in node.input):
                 continue  # a bias or an offset: not a join
@@ -37,9 +36,7 @@ class LowerAdd(Pass):
             if edges[0].shape != edges[1].shape:
                 raise QonnxError(f"Add of shapes {edges[0].shape} and {edges[1].shape} (broadcasting is not supported)",
                                  node=node.name)
-            new = Add.make(node.name, list(node.input), list(node.output))
-            replace_node(model, node, new)
-            set_edge(model, node.output[0], Add(new, GraphView(model)).infer()[0])
+            replace_with_op(model, node, Add, node.input, node.output)
             context.report.add(node.name, f"exact add of two branches -> {typed(model, node.output[0]).type}")
             changed = True
         return changed
@@ -53,7 +50,7 @@ class LowerConcat(Pass):
 
     def apply(self, model, context: Context) -> bool:
         changed = False
-        for node in [n for n in model.graph.node if n.op_type == "Concat" and n.domain in ("", "ai.onnx")]:
+        for node in standard_nodes(model, "Concat"):
             edges = [typed(model, name) for name in node.input]
             if any(edge is None for edge in edges):
                 context.skip(node.name, "an input has no fixed-point type yet")
@@ -63,9 +60,7 @@ class LowerConcat(Pass):
                                  node=node.name)
             if not 2 <= len(node.input) <= MAX_INPUTS:
                 raise QonnxError(f"Concat of {len(node.input)} inputs (2..{MAX_INPUTS} are supported)", node=node.name)
-            new = Concat.make(node.name, list(node.input), list(node.output))
-            replace_node(model, node, new)
-            set_edge(model, node.output[0], Concat(new, GraphView(model)).infer()[0])
+            replace_with_op(model, node, Concat, node.input, node.output)
             context.report.add(node.name, f"concatenation of {len(node.input)} branches -> "
                                           f"{typed(model, node.output[0]).describe()}")
             changed = True

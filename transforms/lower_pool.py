@@ -19,13 +19,12 @@ from onnx import helper
 
 from qonnx_ir.dialect import GraphView
 from qonnx_ir.errors import QonnxError
-from qonnx_ir.ops.pad import Pad
 from qonnx_ir.ops.pool import Pool
 from qonnx_ir.types import power_of_two_exponent
 
-from .base import Context, Pass
-from .graph import attribute, fresh_name, replace_node, set_edge, typed
-from .layout import window_attributes
+from .base import LOWER_PRODUCER_FIRST, Context, Pass, lower_each
+from .graph import attribute, fresh_name, replace_node, set_edge, standard_nodes
+from .layout import padded_input, window_attributes
 
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
@@ -37,15 +36,7 @@ class LowerPool(Pass):
     produces = ("Pool",)
 
     def apply(self, model, context: Context) -> bool:
-        changed = False
-        for node in [n for n in model.graph.node if n.op_type in POOLS and n.domain in ("", "ai.onnx")]:
-            x = typed(model, node.input[0])
-            if x is None:
-                context.skip(node.name, "its input has no fixed-point type yet (lower its producer first)")
-                continue
-            _lower(model, node, x, context)
-            changed = True
-        return changed
+        return lower_each(model, standard_nodes(model, *POOLS), context, _lower, LOWER_PRODUCER_FIRST)
 
 
 def _lower(model, node, x, context) -> None:
@@ -65,13 +56,7 @@ def _lower(model, node, x, context) -> None:
         if not maximum and any(pads) and not attribute(node, "count_include_pad", 0):
             raise QonnxError("average pooling that leaves the padding out of the mean is not supported: use "
                              "count_include_pad=True (PyTorch's default) or no padding", node=name)
-    source = node.input[0]
-    if any(pads):
-        padded = fresh_name(model, f"{source}_padded")
-        pad = Pad.make(f"{name}/pad", [source], [padded], pads=list(pads), value=x.type.min_code if maximum else 0)
-        model.graph.node.insert(list(model.graph.node).index(node), pad)
-        set_edge(model, padded, Pad(pad, GraphView(model)).infer()[0])
-        source = padded
+    source = padded_input(model, node, pads, x.type.min_code if maximum else 0)
     window = math.prod(kernel)
     exponent = power_of_two_exponent(float(window))
     output = node.output[0]

@@ -10,26 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from qonnx_ir.dialect import GraphView
 from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.flatten import Flatten
 from qonnx_ir.ops.pad import Pad
 from qonnx_ir.ops.upsample import Upsample
 
-from .base import Context, Pass
-from .graph import (
-    attribute,
-    constant,
-    remove_nodes,
-    replace_node,
-    rewire,
-    set_edge,
-    typed,
-)
-
-
-def _standard(model, op_type):
-    return [n for n in model.graph.node if n.op_type == op_type and n.domain in ("", "ai.onnx")]
+from .base import Context, Pass, lower_each
+from .graph import attribute, constant, remove_nodes, replace_with_op, rewire, standard_nodes
 
 
 class LowerFlatten(Pass):
@@ -39,24 +26,18 @@ class LowerFlatten(Pass):
     produces = ("Flatten",)
 
     def apply(self, model, context: Context) -> bool:
-        changed = False
-        for node in _standard(model, "Flatten"):
-            x = typed(model, node.input[0])
-            if x is None:
-                context.skip(node.name, "its input has no fixed-point type yet")
-                continue
-            if attribute(node, "axis", 1) != 1:
-                raise QonnxError("Flatten must keep the batch axis (axis=1)", node=node.name)
-            if len(x.shape) == 1:
-                rewire(model, node.output[0], node.input[0])
-                remove_nodes(model, [node])
-            else:
-                new = Flatten.make(node.name, [node.input[0]], [node.output[0]])
-                replace_node(model, node, new)
-                set_edge(model, node.output[0], Flatten(new, GraphView(model)).infer()[0])
-                context.report.add(node.name, f"flatten {x.shape} in PyTorch's order (channels first)")
-            changed = True
-        return changed
+        return lower_each(model, standard_nodes(model, "Flatten"), context, _flatten)
+
+
+def _flatten(model, node, x, context) -> None:
+    if attribute(node, "axis", 1) != 1:
+        raise QonnxError("Flatten must keep the batch axis (axis=1)", node=node.name)
+    if len(x.shape) == 1:
+        rewire(model, node.output[0], node.input[0])
+        remove_nodes(model, [node])
+    else:
+        replace_with_op(model, node, Flatten, node.input[:1], node.output[:1])
+        context.report.add(node.name, f"flatten {x.shape} in PyTorch's order (channels first)")
 
 
 class LowerUpsample(Pass):
@@ -66,22 +47,17 @@ class LowerUpsample(Pass):
     produces = ("Upsample",)
 
     def apply(self, model, context: Context) -> bool:
-        changed = False
-        for node in _standard(model, "Resize") + _standard(model, "Upsample"):
-            x = typed(model, node.input[0])
-            if x is None:
-                context.skip(node.name, "its input has no fixed-point type yet")
-                continue
-            if str(attribute(node, "mode", "nearest")) != "nearest":
-                raise QonnxError(f"{node.op_type} mode {attribute(node, 'mode')} is not supported (only nearest)",
-                                 node=node.name)
-            scales = _scales(model, node, x)
-            new = Upsample.make(node.name, [node.input[0]], [node.output[0]], scales=scales)
-            replace_node(model, node, new)
-            set_edge(model, node.output[0], Upsample(new, GraphView(model)).infer()[0])
-            context.report.add(node.name, f"nearest upsampling by {tuple(scales)}")
-            changed = True
-        return changed
+        nodes = standard_nodes(model, "Resize") + standard_nodes(model, "Upsample")  # every Resize, then every Upsample
+        return lower_each(model, nodes, context, _upsample)
+
+
+def _upsample(model, node, x, context) -> None:
+    if str(attribute(node, "mode", "nearest")) != "nearest":
+        raise QonnxError(f"{node.op_type} mode {attribute(node, 'mode')} is not supported (only nearest)",
+                         node=node.name)
+    scales = _scales(model, node, x)
+    replace_with_op(model, node, Upsample, node.input[:1], node.output[:1], scales=scales)
+    context.report.add(node.name, f"nearest upsampling by {tuple(scales)}")
 
 
 def _scales(model, node, x) -> list[int]:
@@ -112,29 +88,23 @@ class LowerPad(Pass):
     produces = ("Pad",)  # lower-conv and lower-pool make the padding of their windows too
 
     def apply(self, model, context: Context) -> bool:
-        changed = False
-        for node in _standard(model, "Pad"):
-            x = typed(model, node.input[0])
-            if x is None:
-                context.skip(node.name, "its input has no fixed-point type yet")
-                continue
-            if str(attribute(node, "mode", "constant")) != "constant":
-                raise QonnxError(f"Pad mode {attribute(node, 'mode')} is not supported (only constant)", node=node.name)
-            pads = constant(model, node.input[1]) if len(node.input) > 1 else np.asarray(attribute(node, "pads"))
-            if pads is None:
-                raise QonnxError("Pad with pads computed at run time", node=node.name)
-            value = constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1)
-            pads = [int(p) for p in np.ravel(pads)]
-            rank = len(x.shape) + 1
-            if len(pads) != 2 * rank or pads[0] or pads[1] or pads[rank] or pads[rank + 1] or min(pads) < 0:
-                raise QonnxError(f"pads {pads}: only non-negative padding of the spatial axes is supported", node=node.name)
-            code = float(np.ravel(value)[0]) / float(x.real_scale[0])
-            if code != round(code) or x.per_tensor_gain is None:
-                raise QonnxError(f"the padding value {float(np.ravel(value)[0])} is not a value of the input's type",
-                                 node=node.name)
-            spatial = [*pads[2:rank], *pads[rank + 2:]]
-            new = Pad.make(node.name, [node.input[0]], [node.output[0]], pads=spatial, value=int(round(code)))
-            replace_node(model, node, new)
-            set_edge(model, node.output[0], Pad(new, GraphView(model)).infer()[0])
-            changed = True
-        return changed
+        return lower_each(model, standard_nodes(model, "Pad"), context, _pad)
+
+
+def _pad(model, node, x, context) -> None:
+    if str(attribute(node, "mode", "constant")) != "constant":
+        raise QonnxError(f"Pad mode {attribute(node, 'mode')} is not supported (only constant)", node=node.name)
+    pads = constant(model, node.input[1]) if len(node.input) > 1 else np.asarray(attribute(node, "pads"))
+    if pads is None:
+        raise QonnxError("Pad with pads computed at run time", node=node.name)
+    value = constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1)
+    pads = [int(p) for p in np.ravel(pads)]
+    rank = len(x.shape) + 1
+    if len(pads) != 2 * rank or pads[0] or pads[1] or pads[rank] or pads[rank + 1] or min(pads) < 0:
+        raise QonnxError(f"pads {pads}: only non-negative padding of the spatial axes is supported", node=node.name)
+    code = float(np.ravel(value)[0]) / float(x.real_scale[0])
+    if code != round(code) or x.per_tensor_gain is None:
+        raise QonnxError(f"the padding value {float(np.ravel(value)[0])} is not a value of the input's type",
+                         node=node.name)
+    spatial = [*pads[2:rank], *pads[rank + 2:]]
+    replace_with_op(model, node, Pad, node.input[:1], node.output[:1], pads=spatial, value=int(round(code)))

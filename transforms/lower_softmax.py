@@ -22,7 +22,7 @@ from qonnx_ir.errors import QonnxError
 from qonnx_ir.ops.softmax import Softmax
 from qonnx_ir.types import FixedType
 
-from .base import Context, Pass
+from .base import Context, Pass, lower_each
 from .graph import (
     add_constant,
     attribute,
@@ -75,27 +75,19 @@ class LowerSoftmax(Pass):
     produces = ("Softmax",)
 
     def apply(self, model, context: Context) -> bool:
-        options = context.options
-        changed = False
-        outputs = [o.name for o in model.graph.output]
-        for node in list(model.get_nodes_by_op_type("Softmax")):
-            if is_hw(node):
-                continue
-            source = typed(model, node.input[0])
-            if source is None:
-                context.skip(node.name, "its input has no fixed-point type yet")
-                continue
-            if node.output[0] not in outputs:
-                raise QonnxError("Softmax is only supported at the graph output", node=node.name)
-            axis = attribute(node, "axis", -1)
-            if axis not in (-1, 1):
-                raise QonnxError(f"Softmax over axis {axis} is not supported (only the feature axis)", node=node.name)
-            if options.softmax == "drop":
-                self._drop(model, node, context)
-            else:
-                self._table(model, node, source, context)
-            changed = True
-        return changed
+        softmaxes = [n for n in model.get_nodes_by_op_type("Softmax") if not is_hw(n)]
+        return lower_each(model, softmaxes, context, self._lower)
+
+    def _lower(self, model, node, source: EdgeType, context):
+        if node.output[0] not in [o.name for o in model.graph.output]:
+            raise QonnxError("Softmax is only supported at the graph output", node=node.name)
+        axis = attribute(node, "axis", -1)
+        if axis not in (-1, 1):
+            raise QonnxError(f"Softmax over axis {axis} is not supported (only the feature axis)", node=node.name)
+        if context.options.softmax == "drop":
+            self._drop(model, node, context)
+        else:
+            self._table(model, node, source, context)
 
     def _drop(self, model, node, context):
         producer = model.find_producer(node.input[0])

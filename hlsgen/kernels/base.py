@@ -59,13 +59,16 @@ class KernelSpec:
 
     op_type: str = ""
     header: str = ""  # file name in the kernel library
+    template: str = ""  # the kernel template in namespace qnn, e.g. "dense"
 
     def header_path(self) -> Path:
         return library_directory() / self.header
 
     def kernel(self, op: HwOp, ident: str) -> str:
-        """The kernel template instantiated for this layer."""
-        raise NotImplementedError
+        """The kernel template instantiated for this layer: qnn::<template> on the layer's config."""
+        if not self.template:
+            raise NotImplementedError
+        return f"qnn::{self.template}<{ident}_config>"
 
     def config(self, op: HwOp) -> list[str]:
         """Static members of the config struct (kernel-specific; tokens etc. come from `common_config`)."""
@@ -83,6 +86,31 @@ class KernelSpec:
 
     def check_io(self, op: HwOp, io: str) -> None:
         """Refuse (QonnxError) an io style this layer cannot be built in."""
+
+
+class WeightedKernelSpec(KernelSpec):
+    """A layer with a weight tensor and a bias (op.weight, op.bias; Dense, Conv): the config fields
+    of their codes and store types, the two constant arrays, and where the weights are stored."""
+
+    def weight_fields(self, op: HwOp) -> list[str]:
+        """input/weight/accum code fields and weight_store_t, bias_store_t."""
+        return [
+            *code_fields("input", op.input_edge("x").type, bipolar_flag=True),
+            *code_fields("weight", op.input_edge("weight").type, bipolar_flag=True),
+            *code_fields("accum", op.output_edge().type),
+            f"typedef {storage_type(op.weight)} weight_store_t;",
+            f"typedef {storage_type(op.bias)} bias_store_t;",
+        ]
+
+    def arrays(self, op, ident):
+        return [ConstantArray(f"{ident}_weights", f"{ident}_config::weight_store_t", np.ravel(op.weight)),
+                ConstantArray(f"{ident}_bias", f"{ident}_config::bias_store_t", op.bias)]
+
+    def storage(self, op, ident):
+        if op.strategy == "resource":
+            per_word = -(-op.weight.size // op.reuse_factor)  # weights one ROM word holds
+            return [f"QNN_WEIGHTS_IN_ROM({ident}_weights, {per_word})"]
+        return [f"QNN_WEIGHTS_IN_REGISTERS({ident}_weights)"]
 
 
 # -- helpers for specs -------------------------------------------------------------------

@@ -8,9 +8,7 @@ from .base import KernelSpec, code_fields, tokens_of
 class InputQuantKernel(KernelSpec):
     op_type = "InputQuant"
     header = "input.h"
-
-    def kernel(self, op, ident):
-        return f"qnn::input_codes<{ident}_config>"
+    template = "input_codes"
 
     def config(self, op, backend):
         edge = op.output_edge()

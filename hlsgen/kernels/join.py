@@ -8,9 +8,7 @@ from .base import KernelSpec, code_fields, tokens_of
 class AddKernel(KernelSpec):
     op_type = "Add"
     header = "join.h"
-
-    def kernel(self, op, ident):
-        return f"qnn::add<{ident}_config>"
+    template = "add"
 
     def config(self, op, backend):
         a, b, y = op.input_edge("a"), op.input_edge("b"), op.output_edge()
@@ -23,9 +21,7 @@ class AddKernel(KernelSpec):
 class ConcatKernel(KernelSpec):
     op_type = "Concat"
     header = "join.h"
-
-    def kernel(self, op, ident):
-        return f"qnn::concat<{ident}_config>"
+    template = "concat"
 
     def config(self, op, backend):
         edges, y = op.edges(), op.output_edge()

@@ -8,9 +8,7 @@ from .base import ConstantArray, KernelSpec, code_fields, storage_type
 class SoftmaxKernel(KernelSpec):
     op_type = "Softmax"
     header = "softmax.h"
-
-    def kernel(self, op, ident):
-        return f"qnn::softmax_table<{ident}_config>"
+    template = "softmax_table"
 
     def config(self, op, backend):
         x, out = op.input_edge("x"), op.output_edge()

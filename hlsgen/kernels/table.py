@@ -10,9 +10,7 @@ from .base import ConstantArray, KernelSpec, code_fields, storage_type, tokens_o
 class TableKernel(KernelSpec):
     op_type = "Table"
     header = "table.h"
-
-    def kernel(self, op, ident):
-        return f"qnn::table_lookup<{ident}_config>"
+    template = "table_lookup"
 
     def config(self, op, backend):
         x, y, table = op.input_edge("x"), op.output_edge(), op.constant("table")

@@ -8,13 +8,13 @@ again here, give the same logits; the bits respect the budget and cost what qonn
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
 from paths import REPO
+from script_import import import_script
 
 EXAMPLE = REPO / "examples" / "digits_cnn.py"
 OUTPUTS = ("bits.yaml", "traces.json", "traces.png", "accuracy_vs_bops.png", "model.onnx", "model.hw.onnx",
@@ -23,17 +23,11 @@ PROJECTS = ("hls_vitis", "hls_catapult")
 LAYERS = ("conv1", "conv2", "fc")
 
 
-def _import_example():
-    spec = importlib.util.spec_from_file_location("digits_cnn", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits_cnn")
-    summary = _import_example().main(["--out", str(out), "--epochs", "3", "--max-probes", "32", "--baselines", "4"])
+    summary = import_script(EXAMPLE).main(["--out", str(out), "--epochs", "3", "--max-probes", "32",
+                                           "--baselines", "4"])
     return out, summary
 
 

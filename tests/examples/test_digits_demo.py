@@ -6,13 +6,13 @@ run by the integer interpreter equals the Brevitas model evaluated in float64 bi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
 from paths import REPO
+from script_import import import_script
 
 DEMO = REPO / "examples" / "digits_demo.py"
 OUTPUTS = ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy", "test_y_hw.npy", "summary.json",
@@ -20,17 +20,10 @@ OUTPUTS = ("model.onnx", "model.hw.onnx", "lowering_report.md", "test_x.npy", "t
 PROJECTS = ("hls_vitis", "hls_catapult")
 
 
-def _import_demo():
-    spec = importlib.util.spec_from_file_location("digits_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    summary = _import_demo().main(["--out", str(out), "--epochs", "3", "--seed", "0"])
+    summary = import_script(DEMO).main(["--out", str(out), "--epochs", "3", "--seed", "0"])
     return out, summary
 
 

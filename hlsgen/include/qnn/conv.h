@@ -79,19 +79,6 @@ template <class C> struct conv {
         }
     }
 
-    struct image_field {  // the receptive field of output (oh, ow) in a whole image
-        const input_t *x;
-        unsigned top, left;
-        input_t operator()(unsigned r, unsigned k, unsigned c) const {
-            return x[((top + r) * C::in_w + left + k) * C::channels + c];
-        }
-    };
-
-    struct window_field {  // the receptive field held by the sliding window
-        const window_t *window;
-        input_t operator()(unsigned r, unsigned k, unsigned c) const { return window->win[r][k][c]; }
-    };
-
     static void array(const input_t x[C::in_h * C::in_w * C::channels], output_t acc[positions * C::out_channels],
                       const typename C::weight_store_t weights[], const typename C::bias_store_t bias[]) {
         QNN_FUNCTION_PIPELINE(parallel_ii)
@@ -104,7 +91,7 @@ template <class C> struct conv {
         QNN_LABEL(columns)
             for (unsigned ow = 0; ow < C::out_w; ow++) {
                 QNN_UNROLL
-                image_field field = {x, oh * C::stride_h, ow * C::stride_w};
+                image_field<input_t, C::in_w, C::channels> field = {x, oh * C::stride_h, ow * C::stride_w};
                 pixel(field, &acc[(oh * C::out_w + ow) * C::out_channels], weights, bias);
             }
         }
@@ -114,13 +101,7 @@ template <class C> struct conv {
                      const typename C::weight_store_t weights[], const typename C::bias_store_t bias[]) {
         QNN_INLINE
         QNN_LIMIT_MULTIPLIERS(stream_multiplier_limit)
-        const vec<input_t, C::channels> x = in.read();
-        if (window.push(x.data)) {
-            vec<output_t, C::out_channels> y;
-            window_field field = {&window};
-            pixel(field, y.data, weights, bias);
-            out.write(y);
-        }
+        window_step<conv>(window, in, out, weights, bias);
     }
 };
 

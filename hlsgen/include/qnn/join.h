@@ -69,27 +69,16 @@ template <class C> struct concat {
         }
     }
 
-    template <class X0, class X1>
-    static void array(const X0 x0[], const X1 x1[], output_t y[]) {
+    // One output token from a token of each input: input i's channels from c0 + ... + c(i-1) on.
+    // A concat of fewer than four inputs passes its last input again for the missing ones: their
+    // c_i = 0, so nothing of them is read.
+    template <class X0, class X1, class X2, class X3>
+    static void token(const X0 x0[], const X1 x1[], const X2 x2[], const X3 x3[], output_t y[out_size]) {
         QNN_INLINE
-    QNN_LOOP_UNROLL
-        for (unsigned t = 0; t < C::tokens; t++) {
-            QNN_UNROLL
-            place<0, C::c0, C::shift0>(&x0[t * C::c0], &y[t * out_size]);
-            place<C::c0, C::c1, C::shift1>(&x1[t * C::c1], &y[t * out_size]);
-        }
-    }
-
-    template <class X0, class X1, class X2>
-    static void array(const X0 x0[], const X1 x1[], const X2 x2[], output_t y[]) {
-        QNN_INLINE
-    QNN_LOOP_UNROLL
-        for (unsigned t = 0; t < C::tokens; t++) {
-            QNN_UNROLL
-            place<0, C::c0, C::shift0>(&x0[t * C::c0], &y[t * out_size]);
-            place<C::c0, C::c1, C::shift1>(&x1[t * C::c1], &y[t * out_size]);
-            place<C::c0 + C::c1, C::c2, C::shift2>(&x2[t * C::c2], &y[t * out_size]);
-        }
+        place<0, C::c0, C::shift0>(x0, y);
+        place<C::c0, C::c1, C::shift1>(x1, y);
+        place<C::c0 + C::c1, C::c2, C::shift2>(x2, y);
+        place<C::c0 + C::c1 + C::c2, C::c3, C::shift3>(x3, y);
     }
 
     template <class X0, class X1, class X2, class X3>
@@ -98,41 +87,55 @@ template <class C> struct concat {
     QNN_LOOP_UNROLL
         for (unsigned t = 0; t < C::tokens; t++) {
             QNN_UNROLL
-            place<0, C::c0, C::shift0>(&x0[t * C::c0], &y[t * out_size]);
-            place<C::c0, C::c1, C::shift1>(&x1[t * C::c1], &y[t * out_size]);
-            place<C::c0 + C::c1, C::c2, C::shift2>(&x2[t * C::c2], &y[t * out_size]);
-            place<C::c0 + C::c1 + C::c2, C::c3, C::shift3>(&x3[t * C::c3], &y[t * out_size]);
+            token(&x0[t * C::c0], &x1[t * C::c1], &x2[t * C::c2], &x3[t * C::c3], &y[t * out_size]);
         }
+    }
+
+    template <class X0, class X1, class X2>
+    static void array(const X0 x0[], const X1 x1[], const X2 x2[], output_t y[]) {
+        QNN_INLINE
+        array(x0, x1, x2, x2, y);
+    }
+
+    template <class X0, class X1> static void array(const X0 x0[], const X1 x1[], output_t y[]) {
+        QNN_INLINE
+        array(x0, x1, x1, x1, y);
+    }
+
+    template <class X0, class X1, class X2, class X3>
+    static void write_token(stream<vec<output_t, out_size> > &out, const X0 x0[], const X1 x1[], const X2 x2[],
+                            const X3 x3[]) {
+        QNN_INLINE
+        vec<output_t, out_size> y;
+        token(x0, x1, x2, x3, y.data);
+        out.write(y);
     }
 
     template <class S0, class S1>
     static void step(state &, S0 &x0, S1 &x1, stream<vec<output_t, out_size> > &out) {
         QNN_INLINE
-        vec<output_t, out_size> y;
-        place<0, C::c0, C::shift0>(x0.read().data, y.data);
-        place<C::c0, C::c1, C::shift1>(x1.read().data, y.data);
-        out.write(y);
+        const auto t0 = x0.read();
+        const auto t1 = x1.read();
+        write_token(out, t0.data, t1.data, t1.data, t1.data);
     }
 
     template <class S0, class S1, class S2>
     static void step(state &, S0 &x0, S1 &x1, S2 &x2, stream<vec<output_t, out_size> > &out) {
         QNN_INLINE
-        vec<output_t, out_size> y;
-        place<0, C::c0, C::shift0>(x0.read().data, y.data);
-        place<C::c0, C::c1, C::shift1>(x1.read().data, y.data);
-        place<C::c0 + C::c1, C::c2, C::shift2>(x2.read().data, y.data);
-        out.write(y);
+        const auto t0 = x0.read();
+        const auto t1 = x1.read();
+        const auto t2 = x2.read();
+        write_token(out, t0.data, t1.data, t2.data, t2.data);
     }
 
     template <class S0, class S1, class S2, class S3>
     static void step(state &, S0 &x0, S1 &x1, S2 &x2, S3 &x3, stream<vec<output_t, out_size> > &out) {
         QNN_INLINE
-        vec<output_t, out_size> y;
-        place<0, C::c0, C::shift0>(x0.read().data, y.data);
-        place<C::c0, C::c1, C::shift1>(x1.read().data, y.data);
-        place<C::c0 + C::c1, C::c2, C::shift2>(x2.read().data, y.data);
-        place<C::c0 + C::c1 + C::c2, C::c3, C::shift3>(x3.read().data, y.data);
-        out.write(y);
+        const auto t0 = x0.read();
+        const auto t1 = x1.read();
+        const auto t2 = x2.read();
+        const auto t3 = x3.read();
+        write_token(out, t0.data, t1.data, t2.data, t3.data);
     }
 };
 

@@ -1,6 +1,7 @@
 // Padding on integer codes, channels last (the Pad op): a border of `value` around the image.
 //
 // Config C: in_h, in_w, channels, top, left, bottom, right, value, input_bits, input_signed.
+// io parallel: wiring (qnn::gather_image).
 // io stream: one output pixel per step (in_h + top + bottom) * (in_w + left + right) steps;
 // inside the border it reads the next input pixel, on it writes `value`. Positions are counted.
 #ifndef QNN_PAD_H
@@ -23,31 +24,25 @@ template <class C> struct pad {
         state() : h(0), w(0) {}
     };
 
+    static bool inside(unsigned h, unsigned w) {  // (h, w) of the output is inside the border
+        QNN_INLINE
+        return h >= C::top && h < C::top + C::in_h && w >= C::left && w < C::left + C::in_w;
+    }
+
+    static output_t source(const input_t x[], unsigned h, unsigned w, unsigned c) {
+        QNN_INLINE
+        return inside(h, w) ? x[((h - C::top) * C::in_w + (w - C::left)) * C::channels + c] : output_t(C::value);
+    }
+
     static void array(const input_t x[C::in_h * C::in_w * C::channels], output_t y[out_h * out_w * C::channels]) {
         QNN_INLINE
-    QNN_LOOP_UNROLL
-        for (unsigned h = 0; h < out_h; h++) {
-            QNN_UNROLL
-        QNN_LOOP_UNROLL
-            for (unsigned w = 0; w < out_w; w++) {
-                QNN_UNROLL
-                const bool inside = h >= C::top && h < C::top + C::in_h && w >= C::left && w < C::left + C::in_w;
-            QNN_LOOP_UNROLL
-                for (unsigned c = 0; c < C::channels; c++) {
-                    QNN_UNROLL
-                    y[(h * out_w + w) * C::channels + c] =
-                        inside ? x[((h - C::top) * C::in_w + (w - C::left)) * C::channels + c] : output_t(C::value);
-                }
-            }
-        }
+        gather_image<pad>(x, y);
     }
 
     static void step(state &position, stream<vec<input_t, C::channels> > &in, stream<vec<output_t, C::channels> > &out) {
         QNN_INLINE
-        const bool inside = position.h >= C::top && position.h < C::top + C::in_h && position.w >= C::left &&
-                            position.w < C::left + C::in_w;
         vec<output_t, C::channels> y;
-        if (inside) {
+        if (inside(position.h, position.w)) {
             y = in.read();
         } else {
         QNN_LOOP_UNROLL

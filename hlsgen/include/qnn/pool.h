@@ -47,19 +47,6 @@ template <class C> struct pool {
         }
     }
 
-    struct image_field {
-        const input_t *x;
-        unsigned top, left;
-        input_t operator()(unsigned r, unsigned k, unsigned c) const {
-            return x[((top + r) * C::in_w + left + k) * C::channels + c];
-        }
-    };
-
-    struct window_field {
-        const window_t *window;
-        input_t operator()(unsigned r, unsigned k, unsigned c) const { return window->win[r][k][c]; }
-    };
-
     static void array(const input_t x[C::in_h * C::in_w * C::channels], output_t y[positions * C::channels]) {
         QNN_INLINE
     QNN_LOOP_UNROLL
@@ -68,7 +55,7 @@ template <class C> struct pool {
         QNN_LOOP_UNROLL
             for (unsigned ow = 0; ow < C::out_w; ow++) {
                 QNN_UNROLL
-                image_field field = {x, oh * C::stride_h, ow * C::stride_w};
+                image_field<input_t, C::in_w, C::channels> field = {x, oh * C::stride_h, ow * C::stride_w};
                 pixel(field, &y[(oh * C::out_w + ow) * C::channels]);
             }
         }
@@ -76,13 +63,7 @@ template <class C> struct pool {
 
     static void step(state &window, stream<vec<input_t, C::channels> > &in, stream<vec<output_t, C::channels> > &out) {
         QNN_INLINE
-        const vec<input_t, C::channels> x = in.read();
-        if (window.push(x.data)) {
-            vec<output_t, C::channels> y;
-            window_field field = {&window};
-            pixel(field, y.data);
-            out.write(y);
-        }
+        window_step<pool>(window, in, out);
     }
 };
 

@@ -32,10 +32,8 @@ template <class Wide> inline Wide shift_round(Wide t, int s, bool half_even) {
     return quotient;
 }
 
-template <class C, class K> struct requant_base : map_kernel<K> {
-    typedef int_t<C::input_bits, C::input_signed> input_t;
-    typedef int_t<C::output_bits, C::output_signed> output_t;
-    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, steps = C::tokens, ii = 1;
+template <class C, class K> struct requant_base : elementwise<C, K> {
+    typedef typename elementwise<C, K>::output_t output_t;
 
     template <class Wide> static output_t saturate_relu(Wide q) {
         if (q < Wide(C::out_min)) q = Wide(C::out_min);

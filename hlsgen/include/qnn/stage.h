@@ -12,7 +12,11 @@
 // K::tokens tokens (a vector is one token, an image one token per pixel); it provides
 //     K::input_t, K::output_t, K::in_size, K::out_size, K::tokens, K::ii and
 //     static void run(const input_t x[in_size], output_t y[out_size], constants...)
-// and inherits array and step from map_kernel<K>.
+// and inherits array and step from map_kernel<K>; elementwise<C, K> adds the types and sizes of
+// a map over the C::n values of each of C::tokens tokens.
+//
+// An image kernel that only moves codes (pad, upsample) builds its io-parallel output with
+// gather_image<K>: output value (h, w, c) is K::source(x, h, w, c).
 #ifndef QNN_STAGE_H
 #define QNN_STAGE_H
 
@@ -58,6 +62,34 @@ template <class K> struct map_kernel {
         map_token<K>(in, out, constants...);
     }
 };
+
+// A map kernel on the n values of each token, one token per step at II = 1 (config: n, tokens,
+// input_bits, input_signed, output_bits, output_signed).
+template <class C, class K> struct elementwise : map_kernel<K> {
+    typedef int_t<C::input_bits, C::input_signed> input_t;
+    typedef int_t<C::output_bits, C::output_signed> output_t;
+    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, steps = C::tokens, ii = 1;
+};
+
+// io parallel of an image kernel that only moves codes: every output value is one input value or
+// a constant, K::source(x, h, w, c) (indices constant once unrolled: wiring).
+template <class K>
+void gather_image(const typename K::input_t x[], typename K::output_t y[K::out_h * K::out_w * K::out_size]) {
+    QNN_INLINE
+QNN_LOOP_UNROLL
+    for (unsigned h = 0; h < K::out_h; h++) {
+        QNN_UNROLL
+    QNN_LOOP_UNROLL
+        for (unsigned w = 0; w < K::out_w; w++) {
+            QNN_UNROLL
+        QNN_LOOP_UNROLL
+            for (unsigned c = 0; c < K::out_size; c++) {
+                QNN_UNROLL
+                y[(h * K::out_w + w) * K::out_size + c] = K::source(x, h, w, c);
+            }
+        }
+    }
+}
 
 // Fan-out in io stream: every token of `in` goes to both outputs (a stream has one reader).
 QNN_BLOCK

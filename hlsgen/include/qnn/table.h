@@ -13,10 +13,10 @@
 
 namespace qnn {
 
-template <class C> struct table_lookup : map_kernel<table_lookup<C> > {
-    typedef int_t<C::input_bits, C::input_signed> input_t;
-    typedef int_t<C::output_bits, C::output_signed> output_t;
-    static const unsigned in_size = C::n, out_size = C::n, tokens = C::tokens, steps = C::tokens, ii = 1;
+template <class C> struct table_lookup : elementwise<C, table_lookup<C> > {
+    typedef elementwise<C, table_lookup<C> > base;
+    typedef typename base::input_t input_t;
+    typedef typename base::output_t output_t;
     // the index: one bit more than the input, so x - offset never overflows
     typedef int_t<C::input_bits + 2, true> wide_t;
 

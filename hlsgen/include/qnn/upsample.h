@@ -2,10 +2,10 @@
 //
 //   y[h][w][c] = x[h / scale_h][w / scale_w][c]
 //
-// io stream: one output pixel per step; a new input pixel is read at the first of its
-// scale_w copies in the first of its scale_h rows and kept in a row buffer for the other
-// copies (positions counted, no division). Config C: in_h, in_w, channels, scale_h, scale_w,
-// input_bits, input_signed.
+// io parallel: wiring (qnn::gather_image). io stream: one output pixel per step; a new input
+// pixel is read at the first of its scale_w copies in the first of its scale_h rows and kept in
+// a row buffer for the other copies (positions counted, no division). Config C: in_h, in_w,
+// channels, scale_h, scale_w, input_bits, input_signed.
 #ifndef QNN_UPSAMPLE_H
 #define QNN_UPSAMPLE_H
 
@@ -27,22 +27,14 @@ template <class C> struct upsample {
         state() : column(0), copy_w(0), copy_h(0) {}
     };
 
+    static output_t source(const input_t x[], unsigned h, unsigned w, unsigned c) {
+        QNN_INLINE
+        return x[((h / C::scale_h) * C::in_w + w / C::scale_w) * C::channels + c];
+    }
+
     static void array(const input_t x[C::in_h * C::in_w * C::channels], output_t y[out_h * out_w * C::channels]) {
         QNN_INLINE
-    QNN_LOOP_UNROLL
-        for (unsigned h = 0; h < out_h; h++) {
-            QNN_UNROLL
-        QNN_LOOP_UNROLL
-            for (unsigned w = 0; w < out_w; w++) {
-                QNN_UNROLL
-            QNN_LOOP_UNROLL
-                for (unsigned c = 0; c < C::channels; c++) {
-                    QNN_UNROLL
-                    y[(h * out_w + w) * C::channels + c] =
-                        x[((h / C::scale_h) * C::in_w + w / C::scale_w) * C::channels + c];
-                }
-            }
-        }
+        gather_image<upsample>(x, y);
     }
 
     static void step(state &s, stream<vec<input_t, C::channels> > &in, stream<vec<output_t, C::channels> > &out) {

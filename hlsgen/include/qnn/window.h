@@ -14,6 +14,11 @@
 // push() returns true when the window holds the receptive field of an output pixel: at least
 // ReachH rows and ReachW columns seen, on the stride's grid. Positions are counted, never
 // divided, and every counter returns to 0 at the end of an image, so the next one starts clean.
+//
+// A window kernel K (conv, pool) computes an output pixel from a receptive field with
+//     template <class Field> static void pixel(const Field &field, output_t y[out_size], constants...)
+// where field(r, k, c) is channel c of the field's pixel (r, k): an image_field in io parallel,
+// a window_field in io stream, where window_step<K> is one step of its stage.
 #ifndef QNN_WINDOW_H
 #define QNN_WINDOW_H
 
@@ -24,6 +29,7 @@ namespace qnn {
 template <class T, unsigned InH, unsigned InW, unsigned C, unsigned ReachH, unsigned ReachW, unsigned StrideH,
           unsigned StrideW>
 struct sliding_window {
+    typedef T value_type;
     static const unsigned lines = ReachH > 1 ? ReachH - 1 : 1;
     T line[lines][InW][C];
     T win[ReachH][ReachW][C];
@@ -80,6 +86,35 @@ struct sliding_window {
         return ready;
     }
 };
+
+// The receptive field of an output pixel in a whole image of width InW, C channels: its top left
+// pixel is (top, left).
+template <class T, unsigned InW, unsigned C> struct image_field {
+    const T *x;
+    unsigned top, left;
+    T operator()(unsigned r, unsigned k, unsigned c) const { return x[((top + r) * InW + left + k) * C + c]; }
+};
+
+// The receptive field held by the sliding window.
+template <class Window> struct window_field {
+    const Window *window;
+    typename Window::value_type operator()(unsigned r, unsigned k, unsigned c) const { return window->win[r][k][c]; }
+};
+
+// One step of a window kernel's stage: the next input pixel into K::window_t, and when that
+// completes a receptive field, the output pixel K::pixel computes from it.
+template <class K, class... Constants>
+inline void window_step(typename K::window_t &window, stream<vec<typename K::input_t, K::in_size> > &in,
+                        stream<vec<typename K::output_t, K::out_size> > &out, const Constants &... constants) {
+    QNN_INLINE
+    const vec<typename K::input_t, K::in_size> x = in.read();
+    if (window.push(x.data)) {
+        vec<typename K::output_t, K::out_size> y;
+        window_field<typename K::window_t> field = {&window};
+        K::pixel(field, y.data, constants...);
+        out.write(y);
+    }
+}
 
 }  // namespace qnn
 
