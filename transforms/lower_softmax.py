@@ -30,6 +30,7 @@ from .graph import (
     is_hw,
     remove_nodes,
     replace_node,
+    rewire,
     set_edge,
     typed,
 )
@@ -90,10 +91,16 @@ class LowerSoftmax(Pass):
             self._table(model, node, source, context)
 
     def _drop(self, model, node, context):
-        producer = model.find_producer(node.input[0])
-        producer.output[0] = node.output[0]
-        set_edge(model, node.output[0], typed(model, node.input[0]))
+        logits, output = node.input[0], node.output[0]
+        if logits in [o.name for o in model.graph.output]:
+            raise QonnxError(f"softmax='drop' would give two graph outputs the same values: '{logits}' is already "
+                             "one; remove the Softmax output or lower with the table softmax", node=node.name)
+        logits_type = typed(model, logits)
         remove_nodes(model, [node])
+        producer = model.find_producer(logits)
+        producer.output[list(producer.output).index(logits)] = output
+        rewire(model, logits, output)  # later layers may read the logits too
+        set_edge(model, output, logits_type)
         context.report.add(node.name, "terminal Softmax dropped: outputs are logits (argmax unchanged)")
 
     def _table(self, model, node, source: EdgeType, context):

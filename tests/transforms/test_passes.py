@@ -13,6 +13,7 @@ import copy
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
@@ -342,6 +343,38 @@ def test_lower_softmax_structure(zoo_paths, helpers, softmax):
     else:
         assert helpers.ops(model) == ["InputQuant"] + ["Dense", "Requant"] * 3 + ["Dense"]
         assert model.graph.node[-1].output[0] == model.graph.output[0].name
+
+
+def _logits_graph(qonnx_graph, *, softmax: bool, second_head: bool):
+    """x -> Dense -> 8-bit logits [-> Softmax = y], and optionally a second head reading the logits."""
+    g = qonnx_graph("x", (1, 4))
+    logits = g.quant(g.matmul(g.quant("x", scale=2**-4, bits=8),
+                              g.quantized_weight(np.arange(12).reshape(4, 3) % 5 - 2, 2**-3, 4)), scale=2**-3, bits=8)
+    head = g.quant(g.matmul(logits, g.quantized_weight(np.arange(6).reshape(3, 2) % 3 - 1, 2**-2, 3)),
+                   scale=2**-2, bits=8) if second_head else None
+    model = g.build(g.node("Softmax", [logits], axis=-1) if softmax else logits, (1, 3))
+    if second_head:
+        model.graph.output.append(helper.make_tensor_value_info(head, TensorProto.FLOAT, [1, 2]))
+    return model, head
+
+
+def test_dropped_softmax_whose_logits_feed_another_head_keeps_both_outputs_exact(qonnx_graph):
+    x = np.random.default_rng(3).uniform(-2, 2, (300, 4))
+    model, head = _logits_graph(qonnx_graph, softmax=True, second_head=True)
+    without_softmax, _ = _logits_graph(qonnx_graph, softmax=False, second_head=True)
+    lowered, _ = lower(model, LoweringOptions(softmax="drop"))
+    got, want = execute(lowered, x), execute_qonnx(without_softmax, x)
+    assert list(got) == ["y", head]
+    assert np.array_equal(got["y"], want["y"]) and np.array_equal(got[head], want[head])
+
+
+def test_dropping_a_softmax_whose_logits_are_a_graph_output_is_refused(qonnx_graph):
+    model, _ = _logits_graph(qonnx_graph, softmax=True, second_head=False)
+    logits = next(n for n in model.graph.node if n.op_type == "Softmax").input[0]
+    model.graph.output.append(helper.make_tensor_value_info(logits, TensorProto.FLOAT, [1, 3]))
+    with pytest.raises(QonnxError, match=f"'{logits}' is already one") as error:
+        lower(model, LoweringOptions(softmax="drop"))
+    assert error.value.node.startswith("Softmax")
 
 
 def test_softmax_after_quantized_logits_stays_within_its_reported_bound(qonnx_graph):
